@@ -1,0 +1,172 @@
+"""Configuration: one pydantic model per TOML section, loaded from a file and the environment.
+
+Precedence, highest first: `SYNC_DAEMON_<SECTION>__<KEY>` environment variables, the TOML file,
+the defaults below. Every problem becomes a `ConfigError` that names the file and the key.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator,
+    AnyHttpUrl,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+)
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from sync_daemon.errors import ConfigError
+
+ENV_PREFIX = "SYNC_DAEMON_"
+CONFIG_ENV_VAR = "SYNC_DAEMON_CONFIG"
+DEFAULT_CONFIG_PATH = Path("sync-daemon.toml")
+
+
+def _http_url(value: str) -> str:
+    """Validate an http(s) URL but keep the operator's spelling, minus a trailing slash."""
+    AnyHttpUrl(value)
+    return value.rstrip("/")
+
+
+HttpUrl = Annotated[str, AfterValidator(_http_url)]
+
+
+class Section(BaseModel):
+    """A config section: unknown keys are errors, so a typo never passes silently."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class StateSettings(Section):
+    """`[state]`: where the daemon keeps what it owns and what it did."""
+
+    url: str = "sqlite:///sync-daemon.db"
+
+
+class LogSettings(Section):
+    """`[log]`: JSON lines for services, coloured console output for people."""
+
+    format: Literal["json", "console"] = "json"
+    level: Literal["debug", "info", "warning", "error"] = "info"
+
+
+class SyncroSettings(Section):
+    """`[syncro]`: the PSA the daemon writes to."""
+
+    base_url: HttpUrl
+    api_token: SecretStr = Field(min_length=1)
+    # Syncro allows 180 requests per minute per IP (syncro-api.md §2).
+    requests_per_minute: int = Field(default=180, gt=0, le=100_000)
+    timeout_s: float = Field(default=30.0, gt=0, le=600)
+
+
+class Settings(BaseSettings):
+    """The whole configuration."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter="__",
+        extra="forbid",
+        frozen=True,
+    )
+
+    state: StateSettings = StateSettings()
+    log: LogSettings = LogSettings()
+    syncro: SyncroSettings
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # The file arrives as init arguments; the environment must win over it.
+        return env_settings, init_settings
+
+    def secrets(self) -> list[str]:
+        """Every secret value, so logs and outputs can be scrubbed of them."""
+        return [self.syncro.api_token.get_secret_value()]
+
+
+def resolve_config_path(option: str | None) -> Path:
+    """`--config`, else `$SYNC_DAEMON_CONFIG`, else `./sync-daemon.toml`."""
+    if option:
+        return Path(option)
+    from_env = os.environ.get(CONFIG_ENV_VAR)
+    return Path(from_env) if from_env else DEFAULT_CONFIG_PATH
+
+
+def load_settings(path: Path) -> Settings:
+    """Read and validate the configuration, raising `ConfigError` that names file and key."""
+    data = _read_toml(path)
+    try:
+        return Settings(**data)
+    except ValidationError as exc:
+        raise ConfigError(_describe(path, exc)) from None
+
+
+def insecure_permissions_warning(path: Path) -> str | None:
+    """A warning when a config file that holds secrets is readable by other users."""
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return None
+    if mode & (stat.S_IRGRP | stat.S_IROTH):
+        return (
+            f"{path} holds secrets but is readable by other users "
+            f"(mode {stat.filemode(mode)}); run: chmod 600 {path}"
+        )
+    return None
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(
+            f"{path}: config file not found (use --config PATH or set {CONFIG_ENV_VAR})"
+        ) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read config file: {exc}") from None
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+
+
+def _describe(path: Path, exc: ValidationError) -> str:
+    """One line per problem: `file: section.key: what is wrong (got ...)`."""
+    lines = []
+    for error in exc.errors(include_url=False):
+        key = ".".join(str(part) for part in error["loc"])
+        message = _message(error)
+        lines.append(f"{path}: {key}: {message}")
+    return "\n".join(lines)
+
+
+def _message(error: Mapping[str, Any]) -> str:
+    kind = error["type"]
+    if kind == "missing":
+        return "missing (required)"
+    if kind == "extra_forbidden":
+        return "unknown key"
+    message = str(error["msg"])
+    # Never echo what was typed into a secret field back to the terminal.
+    if "token" in str(error["loc"][-1]) or "password" in str(error["loc"][-1]):
+        return message
+    value = error.get("input")
+    if isinstance(value, str | int | float | bool):
+        return f"{message} (got {value!r})"
+    return message

@@ -1,0 +1,137 @@
+"""Config loading: file, environment overrides, and errors that name the file and the key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from sync_daemon.errors import ConfigError
+from sync_daemon.settings import (
+    insecure_permissions_warning,
+    load_settings,
+    resolve_config_path,
+)
+
+VALID = """
+[state]
+url = "sqlite:///state.db"
+
+[log]
+format = "console"
+level = "debug"
+
+[syncro]
+base_url = "https://acme.syncromsp.com/api/v1/"
+api_token = "T-file-token"
+requests_per_minute = 170
+"""
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    for key in list(os.environ):
+        if key.startswith("SYNC_DAEMON_"):
+            monkeypatch.delenv(key)
+
+
+def config(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "sync-daemon.toml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_a_valid_file_loads_with_its_values(tmp_path: Path) -> None:
+    settings = load_settings(config(tmp_path, VALID))
+    assert settings.state.url == "sqlite:///state.db"
+    assert (settings.log.format, settings.log.level) == ("console", "debug")
+    assert settings.syncro.base_url == "https://acme.syncromsp.com/api/v1"
+    assert settings.syncro.api_token.get_secret_value() == "T-file-token"
+    assert settings.syncro.requests_per_minute == 170
+
+
+def test_defaults_fill_optional_sections(tmp_path: Path) -> None:
+    settings = load_settings(config(tmp_path, '[syncro]\nbase_url = "https://a.example/api/v1"\n'
+                                              'api_token = "x"\n'))
+    assert settings.state.url == "sqlite:///sync-daemon.db"
+    assert settings.log.format == "json"
+    assert settings.syncro.requests_per_minute == 180
+
+
+def test_environment_overrides_the_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SYNC_DAEMON_SYNCRO__API_TOKEN", "T-env-token")
+    monkeypatch.setenv("SYNC_DAEMON_SYNCRO__REQUESTS_PER_MINUTE", "60")
+    monkeypatch.setenv("SYNC_DAEMON_STATE__URL", "postgresql://db/sync")
+    settings = load_settings(config(tmp_path, VALID))
+    assert settings.syncro.api_token.get_secret_value() == "T-env-token"
+    assert settings.syncro.requests_per_minute == 60
+    assert settings.state.url == "postgresql://db/sync"
+    assert settings.syncro.base_url == "https://acme.syncromsp.com/api/v1"
+
+
+def test_a_secret_can_live_only_in_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SYNC_DAEMON_SYNCRO__API_TOKEN", "T-env-only")
+    settings = load_settings(config(tmp_path, '[syncro]\nbase_url = "https://a.example/api/v1"\n'))
+    assert settings.syncro.api_token.get_secret_value() == "T-env-only"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (VALID.replace("level = ", "colour = true\nlevel = "), "log.colour: unknown key"),
+        (VALID.replace("170", '"fast"'), "syncro.requests_per_minute: Input should be a valid"),
+        (VALID.replace("170", "0"), "syncro.requests_per_minute: Input should be greater than 0"),
+        (VALID.replace('api_token = "T-file-token"\n', ""), "syncro.api_token: missing"),
+        (VALID.replace("https://acme.syncromsp.com/api/v1/", "acme.syncromsp"),
+         "syncro.base_url: "),
+        (VALID.replace('"json"', '"xml"').replace('"console"', '"xml"'), "log.format: "),
+        (VALID + "\n[sycnro]\n", "sycnro: unknown key"),
+        ("[syncro\n", "not valid TOML"),
+    ],
+)
+def test_bad_config_names_the_file_and_the_key(tmp_path: Path, text: str, expected: str) -> None:
+    path = config(tmp_path, text)
+    with pytest.raises(ConfigError) as caught:
+        load_settings(path)
+    assert str(path) in str(caught.value)
+    assert expected in str(caught.value)
+
+
+def test_a_wrongly_typed_secret_is_not_echoed(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_settings(config(tmp_path, VALID.replace('"T-file-token"', "12345678")))
+    assert "syncro.api_token" in str(caught.value)
+    assert "12345678" not in str(caught.value)
+
+
+def test_missing_and_unreadable_files_are_config_errors(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="config file not found"):
+        load_settings(tmp_path / "nope.toml")
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_settings(tmp_path)
+    binary = tmp_path / "bin.toml"
+    binary.write_bytes(b"\xff\xfe\x00")
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_settings(binary)
+
+
+def test_config_path_resolution(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert resolve_config_path("given.toml") == Path("given.toml")
+    monkeypatch.setenv("SYNC_DAEMON_CONFIG", "/etc/sync-daemon/sync-daemon.toml")
+    assert resolve_config_path(None) == Path("/etc/sync-daemon/sync-daemon.toml")
+    monkeypatch.delenv("SYNC_DAEMON_CONFIG")
+    assert resolve_config_path(None) == Path("sync-daemon.toml")
+
+
+def test_world_readable_config_is_warned_about(tmp_path: Path) -> None:
+    path = config(tmp_path, VALID)
+    path.chmod(0o644)
+    warning = insecure_permissions_warning(path)
+    assert warning is not None
+    assert "chmod 600" in warning
+    path.chmod(0o600)
+    assert insecure_permissions_warning(path) is None
