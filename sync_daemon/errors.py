@@ -2,6 +2,7 @@
 
     SyncError
     ├── ConfigError          the operator must fix something (bad TOML, missing secret, 401)
+    │   └── UsageError       a command's arguments name nothing, or several things
     ├── TransientError       try again later (network, 429, 5xx); carries retry_after
     ├── RejectedError        the remote refused this one request (4xx/422); skip that item
     │   └── NotFoundError    the remote has no such object (404)
@@ -20,6 +21,10 @@ class SyncError(Exception):
 
 class ConfigError(SyncError):
     """The operator must change the configuration or the credentials."""
+
+
+class UsageError(ConfigError):
+    """A command's arguments do not name exactly one thing; the message lists candidates."""
 
 
 class TransientError(SyncError):

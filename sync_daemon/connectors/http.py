@@ -269,7 +269,7 @@ class HttpApi:
         self, path: str, *, params: Mapping[str, Any] | None = None, permission: str | None = None
     ) -> Any:
         """GET and decode JSON, with retries."""
-        return decode_json(self.request("GET", path, params=params, permission=permission))
+        return self.request("GET", path, params=params, permission=permission)
 
     def request(
         self,
@@ -281,8 +281,11 @@ class HttpApi:
         form: Mapping[str, str] | None = None,
         permission: str | None = None,
         idempotent: bool | None = None,
-    ) -> httpx.Response:
-        """Send one request with rate limiting and retries; return the 2xx response.
+    ) -> Any:
+        """Send one request with rate limiting and retries; return its decoded JSON body.
+
+        An empty 2xx body decodes to None. A body that is not JSON counts as a transient
+        fault for idempotent requests and as an ambiguous write otherwise.
 
         Raises:
             ConfigError: 401/403, naming `permission` when given.
@@ -306,11 +309,22 @@ class HttpApi:
         headers = {"Content-Type": "application/json"} if content is not None else None
         for attempt in retrying:
             with attempt:
-                return self._send_once(
+                response = self._send_once(
                     method, path, params=params, content=content, form=form, headers=headers,
                     permission=permission, idempotent=idempotent,
                 )
+                return self._decode(response, idempotent=idempotent)
         raise AssertionError("unreachable: tenacity re-raises the last error")  # pragma: no cover
+
+    def _decode(self, response: httpx.Response, *, idempotent: bool) -> Any:
+        if not response.content.strip():
+            return None
+        try:
+            return decode_json(response)
+        except TransientError as exc:
+            if idempotent:
+                raise TransientError(f"{self.name}: {exc}") from None
+            raise AmbiguousWriteError(f"{self.name}: {exc}; the write may have landed") from None
 
     def _send_once(
         self,
@@ -364,7 +378,9 @@ class HttpApi:
             # Throttling happens before the request is processed, so even a POST may be resent.
             wait = retry_after_seconds(response)
             if self.limiter is not None:
-                self.limiter.hold(wait if wait is not None else self.limiter.interval)
+                # Capped: a longer wait fails this request instead of stalling later ones.
+                hold = self.limiter.interval if wait is None else min(wait, self._max_retry_wait)
+                self.limiter.hold(hold)
             raise TransientError(f"{where}: rate limited (429)", retry_after=wait)
         if status == 408 or status >= 500:
             reasons = "; ".join(self._messages(response))

@@ -8,7 +8,7 @@ as JSON numbers, and 401 for both a bad token and a missing permission.
 
 from __future__ import annotations
 
-import json
+import time
 from collections.abc import Callable, Collection, Generator, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import date
@@ -22,8 +22,7 @@ from sync_daemon.connectors.http import (
     HttpApi,
     Page,
     RateLimiter,
-    decode_json,
-    messages_from_body,
+    default_messages,
     paginate,
 )
 from sync_daemon.errors import AmbiguousWriteError, InvariantError, NotFoundError
@@ -303,18 +302,9 @@ class BearerToken(httpx.Auth):
         yield request
 
 
-def _messages(response: httpx.Response) -> list[str]:
-    # 422 bodies differ per resource (syncro-api.md §5.2); 404 bodies are usually empty.
-    try:
-        body = json.loads(response.content)
-    except ValueError:
-        text = response.text.strip()
-        return [text[:200]] if text else []
-    return messages_from_body(body)
-
-
 def _auth_failure(response: httpx.Response, permission: str | None) -> str:
-    reasons = _messages(response)
+    # 422 bodies differ per resource (syncro-api.md §5.2); 404 bodies are usually empty.
+    reasons = default_messages(response)
     if reasons == [BAD_TOKEN] or not reasons:
         return "bad API token (Syncro answered 401: invalid, expired or missing token)"
     if permission:
@@ -341,16 +331,16 @@ class SyncroClient:
         requests_per_minute: int = 180,
         timeout: float = 30.0,
         transport: httpx.BaseTransport | None = None,
-        sleep: Callable[[float], None] | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
         max_attempts: int = 6,
     ) -> SyncroClient:
         """Build a client with its own rate limiter and retry policy."""
-        extra: dict[str, Any] = {"sleep": sleep} if sleep is not None else {}
-        limiter = RateLimiter(requests_per_minute, **extra)
+        limiter = RateLimiter(requests_per_minute, clock=clock, sleep=sleep)
         api = HttpApi(
             name="syncro", base_url=base_url, auth=BearerToken(api_token), limiter=limiter,
-            timeout=timeout, transport=transport, messages=_messages, auth_failure=_auth_failure,
-            max_attempts=max_attempts, **extra,
+            timeout=timeout, transport=transport, auth_failure=_auth_failure,
+            max_attempts=max_attempts, sleep=sleep,
         )
         return cls(api)
 
@@ -427,7 +417,7 @@ class SyncroClient:
         }
         for _ in range(3):
             try:
-                response = self.api.request("POST", "products", json_body=body,
+                answer = self.api.request("POST", "products", json_body=body,
                                             permission=Permission.PRODUCTS_CREATE)
             except AmbiguousWriteError:
                 landed = [p for p in self.list_products(name=draft.name) if p.name == draft.name]
@@ -435,7 +425,7 @@ class SyncroClient:
                     log.info("syncro.create_recovered", kind="product", id=landed[0].id)
                     return landed[0]
                 continue
-            data = _unwrap(decode_json(response), "product", "product")
+            data = _unwrap(answer, "product", "product")
             return _to_product(_parse(_ProductPayload, data, "product"))
         raise AmbiguousWriteError(f"syncro: creating product {draft.name!r} kept failing")
 
@@ -459,9 +449,9 @@ class SyncroClient:
             body["price_retail"] = price_retail
         if disabled is not None:
             body["disabled"] = disabled
-        response = self.api.request("PUT", f"products/{product.id}", json_body=body,
+        answer = self.api.request("PUT", f"products/{product.id}", json_body=body,
                                     permission=Permission.PRODUCTS_EDIT)
-        data = _unwrap(decode_json(response), "product", "product")
+        data = _unwrap(answer, "product", "product")
         return _to_product(_parse(_ProductPayload, data, "product"))
 
     # -- schedules (recurring invoices)
@@ -500,7 +490,7 @@ class SyncroClient:
         path = f"schedules/{schedule_id}/line_items"
         for _ in range(3):
             try:
-                response = self.api.request("POST", path, json_body=body,
+                answer = self.api.request("POST", path, json_body=body,
                                             permission=Permission.SCHEDULES_EDIT)
             except AmbiguousWriteError:
                 landed = [
@@ -511,7 +501,7 @@ class SyncroClient:
                     log.info("syncro.create_recovered", kind="line", id=landed[0].id)
                     return landed[0]
                 continue
-            data = _unwrap(decode_json(response), "schedule_line_item", "schedule line")
+            data = _unwrap(answer, "schedule_line_item", "schedule line")
             return _to_line(_parse(_LinePayload, data, "schedule line"), schedule_id)
         raise AmbiguousWriteError(
             f"syncro: adding a line of product {draft.product_id} to schedule {schedule_id} "
@@ -535,9 +525,9 @@ class SyncroClient:
             body["retail_cents"] = to_cents(retail)
         if cost is not None:
             body["cost_cents"] = to_cents(cost)
-        response = self.api.request("PUT", f"schedules/{schedule_id}/line_items/{line_id}",
+        answer = self.api.request("PUT", f"schedules/{schedule_id}/line_items/{line_id}",
                                     json_body=body, permission=Permission.SCHEDULES_EDIT)
-        data = _unwrap(decode_json(response), "schedule_line_item", "schedule line")
+        data = _unwrap(answer, "schedule_line_item", "schedule line")
         return _to_line(_parse(_LinePayload, data, "schedule line"), schedule_id)
 
     def delete_schedule_line(self, schedule_id: int, line_id: int) -> None:

@@ -165,8 +165,7 @@ def test_a_post_that_never_left_is_resent(
     make_api: Callable[[Handler], HttpApi], failure: Exception
 ) -> None:
     script = Script(failure, json_response(200, {"id": 1}))
-    response = make_api(script).request("POST", "items", json_body={"name": "x"})
-    assert response.status_code == 200
+    assert make_api(script).request("POST", "items", json_body={"name": "x"}) == {"id": 1}
     assert len(script.requests) == 2
 
 
@@ -182,6 +181,19 @@ def test_html_with_status_200_is_a_transient_fault(make_api: Callable[[Handler],
     script = Script(*[httpx.Response(200, text="<html>Bad gateway</html>")] * 4)
     with pytest.raises(TransientError, match="expected JSON"):
         make_api(script).get_json("items")
+    assert len(script.requests) == 4
+
+
+def test_html_with_status_200_on_a_creating_post_is_ambiguous(
+    make_api: Callable[[Handler], HttpApi],
+) -> None:
+    script = Script(httpx.Response(200, text="<html>Bad gateway</html>"))
+    with pytest.raises(AmbiguousWriteError, match="may have landed"):
+        make_api(script).request("POST", "items", json_body={"name": "x"})
+
+
+def test_an_empty_success_body_decodes_to_none(make_api: Callable[[Handler], HttpApi]) -> None:
+    assert make_api(Script(httpx.Response(200))).request("DELETE", "items/1") is None
 
 
 def test_stats_count_reads_and_writes(make_api: Callable[[Handler], HttpApi]) -> None:
