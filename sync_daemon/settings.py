@@ -10,6 +10,7 @@ import os
 import stat
 import tomllib
 from collections.abc import Mapping
+from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -69,6 +70,64 @@ class SyncroSettings(Section):
     timeout_s: float = Field(default=30.0, gt=0, le=600)
 
 
+CRON_FIELDS = 5
+
+
+def _cron(value: str) -> str:
+    """A five-field crontab expression; the scheduler validates the fields' values."""
+    if len(value.split()) != CRON_FIELDS:
+        raise ValueError("expected a 5-field cron expression such as '0 6 * * *'")
+    return value
+
+
+Cron = Annotated[str, AfterValidator(_cron)]
+Money = Annotated[Decimal, Field(ge=0, max_digits=12, decimal_places=2)]
+
+
+class PackagePrice(Section):
+    """`[proofpoint.packages.<key>]`: the MSP's price for one Proofpoint package."""
+
+    name: str = Field(min_length=1)
+    cost: Money
+    retail: Money
+
+
+class ProofpointSettings(Section):
+    """`[proofpoint]`: Proofpoint Essentials, one or several stacks."""
+
+    enabled: bool = True
+    base_url: HttpUrl | list[HttpUrl]
+    username: str = Field(min_length=1)
+    password: SecretStr = Field(min_length=1)
+    partner_domain: str = Field(min_length=1)
+    count: Literal["active_users", "user_licenses", "billable_users"] = "active_users"
+    bill_trials: bool = False
+    schedule: Cron = "0 6 * * *"
+    # Proofpoint documents no rate limit; stay polite.
+    requests_per_minute: int = Field(default=120, gt=0, le=100_000)
+    timeout_s: float = Field(default=30.0, gt=0, le=600)
+    packages: dict[str, PackagePrice] = Field(default_factory=dict)
+
+    @property
+    def base_urls(self) -> list[str]:
+        """Every stack to read, in the order given."""
+        return [self.base_url] if isinstance(self.base_url, str) else list(self.base_url)
+
+
+class ProductsSettings(Section):
+    """`[products]`: how the daemon names and creates Syncro products."""
+
+    prefix: str = Field(default="PC_", min_length=1, max_length=20)
+    new_products_taxable: bool = True
+
+
+class SafetySettings(Section):
+    """`[safety]`: stop a plan that looks like a vendor glitch instead of real change."""
+
+    max_decrease_percent: Decimal = Field(default=Decimal(30), ge=0, le=100)
+    max_zeroed_customers: int = Field(default=3, ge=0)
+
+
 class Settings(BaseSettings):
     """The whole configuration."""
 
@@ -82,6 +141,9 @@ class Settings(BaseSettings):
     state: StateSettings = StateSettings()
     log: LogSettings = LogSettings()
     syncro: SyncroSettings
+    products: ProductsSettings = ProductsSettings()
+    safety: SafetySettings = SafetySettings()
+    proofpoint: ProofpointSettings | None = None
 
     @classmethod
     def settings_customise_sources(
@@ -97,7 +159,10 @@ class Settings(BaseSettings):
 
     def secrets(self) -> list[str]:
         """Every secret value, so logs and outputs can be scrubbed of them."""
-        return [self.syncro.api_token.get_secret_value()]
+        found = [self.syncro.api_token.get_secret_value()]
+        if self.proofpoint is not None:
+            found.append(self.proofpoint.password.get_secret_value())
+        return found
 
 
 def resolve_config_path(option: str | None) -> Path:
@@ -141,7 +206,8 @@ def _read_toml(path: Path) -> dict[str, Any]:
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: cannot read config file: {exc}") from None
     try:
-        return tomllib.loads(text)
+        # Money in TOML may be written as a bare number: never let it become a float.
+        return tomllib.loads(text, parse_float=Decimal)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
 
@@ -164,7 +230,7 @@ def _message(error: Mapping[str, Any]) -> str:
         return "unknown key"
     message = str(error["msg"])
     # Never echo what was typed into a secret field back to the terminal.
-    if "token" in str(error["loc"][-1]) or "password" in str(error["loc"][-1]):
+    if any(word in str(part) for part in error["loc"] for word in ("token", "password", "secret")):
         return message
     value = error.get("input")
     if isinstance(value, str | int | float | bool):
