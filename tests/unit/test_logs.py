@@ -16,7 +16,7 @@ from sync_daemon import logs
 def reset_structlog() -> Iterator[None]:
     yield
     structlog.contextvars.clear_contextvars()
-    structlog.reset_defaults()
+    logs.configure(format="json", level="debug")
 
 
 def test_json_lines_carry_timestamp_level_event_and_run_context() -> None:

@@ -1,0 +1,24 @@
+# sync-daemon as a service: slim Python, non-root, config and state from the outside.
+FROM python:3.11-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    SYNC_DAEMON_CONFIG=/etc/sync-daemon/sync-daemon.toml
+
+RUN useradd --system --uid 10001 --home-dir /var/lib/sync-daemon --create-home sync-daemon
+
+WORKDIR /src
+COPY pyproject.toml README.md ./
+COPY sync_daemon ./sync_daemon
+RUN pip install . && rm -rf /src
+
+USER sync-daemon
+WORKDIR /var/lib/sync-daemon
+VOLUME ["/var/lib/sync-daemon"]
+
+HEALTHCHECK --interval=5m --timeout=60s --start-period=30s \
+    CMD ["sync-daemon", "check"]
+
+ENTRYPOINT ["sync-daemon"]
+CMD ["check"]

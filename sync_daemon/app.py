@@ -1,0 +1,71 @@
+"""Composition root: builds clients and the state store from settings; nothing at import time."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sync_daemon.connectors.proofpoint import ProofpointSource
+from sync_daemon.connectors.syncro import SyncroClient
+from sync_daemon.errors import ConfigError
+from sync_daemon.settings import Settings
+from sync_daemon.state import StateStore
+from sync_daemon.vendor import VendorSource
+
+
+@dataclass
+class App:
+    """Everything a command needs, created lazily and closed together."""
+
+    settings: Settings
+    config_path: Path
+    max_attempts: int = 6
+    _store: StateStore | None = field(default=None, init=False)
+    _syncro: SyncroClient | None = field(default=None, init=False)
+    _sources: dict[str, VendorSource] = field(default_factory=dict, init=False)
+
+    @property
+    def syncro(self) -> SyncroClient:
+        """The Syncro client, with the configured rate limit."""
+        if self._syncro is None:
+            cfg = self.settings.syncro
+            self._syncro = SyncroClient.connect(
+                cfg.base_url, cfg.api_token.get_secret_value(),
+                requests_per_minute=cfg.requests_per_minute, timeout=cfg.timeout_s,
+                max_attempts=self.max_attempts,
+            )
+        return self._syncro
+
+    @property
+    def store(self) -> StateStore:
+        """The state database, migrated to the current schema on first use."""
+        if self._store is None:
+            self._store = StateStore.open(self.settings.state.url)
+        return self._store
+
+    def enabled_vendors(self) -> list[str]:
+        """Vendors with a section in the config and `enabled = true`."""
+        found = []
+        if self.settings.proofpoint is not None and self.settings.proofpoint.enabled:
+            found.append("proofpoint")
+        return found
+
+    def source(self, vendor: str) -> VendorSource:
+        """The vendor's source, built once; `ConfigError` when it is not configured."""
+        if vendor not in self._sources:
+            if vendor == "proofpoint" and self.settings.proofpoint is not None:
+                self._sources[vendor] = ProofpointSource(self.settings.proofpoint,
+                                                         max_attempts=self.max_attempts)
+            else:
+                raise ConfigError(f"{self.config_path}: vendor {vendor!r} is not configured "
+                                  f"(no [{vendor}] section)")
+        return self._sources[vendor]
+
+    def close(self) -> None:
+        """Release connections."""
+        for source in self._sources.values():
+            source.close()
+        if self._syncro is not None:
+            self._syncro.close()
+        if self._store is not None:
+            self._store.close()

@@ -1,0 +1,207 @@
+"""Execute a plan's changes one by one: write to Syncro, then record ownership and the audit.
+
+Every change is safe to repeat. Creates are recovered by the client (it reads before resending)
+and, after a crash between the write and the record, by the next plan (a product or line of the
+daemon's name or product that it does not yet own is adopted, not duplicated). Quantities and
+prices are absolute values recomputed from a fresh read every run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from decimal import Decimal
+
+from sync_daemon.connectors.syncro import LineDraft, Product, ProductDraft, SyncroClient
+from sync_daemon.errors import RejectedError
+from sync_daemon.logs import get_logger
+from sync_daemon.plan import (
+    AdoptLine,
+    AdoptProduct,
+    Change,
+    CreateLine,
+    CreateProduct,
+    DeleteLine,
+    UpdateLine,
+    UpdateProductPrice,
+    describe,
+)
+from sync_daemon.state import AuditEntry, ManagedLine, ManagedProduct, StateStore, StateTransaction
+from sync_daemon.state.records import Origin
+
+log = get_logger()
+Record = Callable[[StateTransaction], None]
+
+
+@dataclass(frozen=True, slots=True)
+class Applied:
+    """The outcome of one change: `error` is None when it landed."""
+
+    change: Change
+    target: str | None = None
+    error: str | None = None
+
+
+class Applier:
+    """Applies changes for one vendor's run and remembers what it now owns.
+
+    Args:
+        syncro: the PSA client.
+        store: the state database.
+        run_id: the run the audit entries belong to.
+        vendor: the vendor being synced.
+        products: Syncro products read this run, by id (an update must echo some flags).
+    """
+
+    def __init__(self, syncro: SyncroClient, store: StateStore, *, run_id: str, vendor: str,
+                 products: Mapping[int, Product]) -> None:
+        self.syncro = syncro
+        self.store = store
+        self.run_id = run_id
+        self.vendor = vendor
+        self.products = dict(products)
+        self.product_ids: dict[str, int] = {}
+
+    def apply(self, change: Change) -> Applied:
+        """Apply one change; a refusal of this one request is returned, anything else raised.
+
+        The Syncro write comes first; what the daemon now owns and the audit entries are then
+        recorded in one transaction.
+        """
+        try:
+            target, record = self._write(change)
+        except RejectedError as exc:
+            log.error("change.failed", **_fields(change), error=str(exc))
+            return Applied(change, error=str(exc))
+        rows = describe(change, target=target)
+        with self.store.transaction() as tx:
+            record(tx)
+            tx.append_audit([
+                AuditEntry(run_id=self.run_id, vendor=self.vendor, action=row.action,
+                           target=row.target, reason=row.reason, customer=row.customer,
+                           field=row.field, before=row.before, after=row.after)
+                for row in rows])
+        for row in rows:
+            log.info("change.applied", action=row.action, target=row.target,
+                     customer=row.customer, field=row.field, before=row.before, after=row.after,
+                     reason=row.reason)
+        return Applied(change, target=target)
+
+    def _write(self, change: Change) -> tuple[str, Record]:
+        """Send the change to Syncro; return its target and how to record it."""
+        match change:
+            case CreateProduct():
+                product = self.syncro.create_product(ProductDraft(
+                    name=change.name, description=change.description, price_cost=change.cost,
+                    price_retail=change.retail, taxable=change.taxable))
+                self.products[product.id] = product
+                return f"product:{product.id}", self._own_product(
+                    change.sku, product.id, origin="created", name=product.name,
+                    cost=change.cost, retail=change.retail)
+            case AdoptProduct():
+                return f"product:{change.product_id}", self._own_product(
+                    change.sku, change.product_id, origin="adopted", name=change.name,
+                    cost=None, retail=None)
+            case UpdateProductPrice():
+                product = (self.products.get(change.product_id)
+                           or self.syncro.get_product(change.product_id))
+                self.products[product.id] = self.syncro.update_product(
+                    product, price_cost=change.cost_after, price_retail=change.retail_after)
+                return f"product:{change.product_id}", self._new_product_prices(change)
+            case CreateLine():
+                product_id = change.product_id or self.product_ids.get(change.sku)
+                if product_id is None:
+                    raise RejectedError(f"{change.sku}: its product could not be created",
+                                        status=0)
+                line = self.syncro.create_schedule_line(
+                    change.schedule_id,
+                    LineDraft(product_id=product_id, name=change.name,
+                              quantity=Decimal(change.quantity), retail=change.retail,
+                              cost=change.cost, taxable=change.taxable),
+                    known_line_ids=change.known_line_ids)
+                return f"line:{line.id}", self._own_line(
+                    change, line.id, quantity=Decimal(change.quantity), retail=change.retail,
+                    cost=change.cost, origin="created", product_id=product_id,
+                    replaces=change.replaces_line_id)
+            case AdoptLine():
+                return f"line:{change.line_id}", self._own_line(
+                    change, change.line_id, quantity=change.quantity, retail=change.list_retail,
+                    cost=change.list_cost, origin="adopted", product_id=change.product_id)
+            case UpdateLine():
+                quantity = (Decimal(change.quantity_after)
+                            if change.quantity_after is not None else None)
+                self.syncro.update_schedule_line(change.schedule_id, change.line_id,
+                                                 quantity=quantity, retail=change.retail_after,
+                                                 cost=change.cost_after)
+                return f"line:{change.line_id}", self._new_line_values(change, quantity)
+            case DeleteLine():
+                self.syncro.delete_schedule_line(change.schedule_id, change.line_id)
+                line_id = change.line_id
+                return f"line:{line_id}", lambda tx: _forget_line(tx, line_id)
+
+    def _own_product(self, sku: str, product_id: int, *, origin: Origin, name: str,
+                     cost: Decimal | None, retail: Decimal | None) -> Record:
+        self.product_ids[sku] = product_id
+
+        def record(tx: StateTransaction) -> None:
+            existing = tx.get_managed_product(self.vendor, sku)
+            product = ManagedProduct(vendor=self.vendor, sku=sku, syncro_product_id=product_id,
+                                     origin=origin, name=name, last_price_cost=cost,
+                                     last_price_retail=retail)
+            if existing is not None:
+                product = dataclasses.replace(product, created_at=existing.created_at)
+            tx.put_managed_product(product)
+
+        return record
+
+    def _new_product_prices(self, change: UpdateProductPrice) -> Record:
+        def record(tx: StateTransaction) -> None:
+            product = tx.get_managed_product(self.vendor, change.sku)
+            if product is not None:
+                tx.put_managed_product(dataclasses.replace(
+                    product, last_price_cost=change.cost_after,
+                    last_price_retail=change.retail_after))
+
+        return record
+
+    def _own_line(self, change: CreateLine | AdoptLine, line_id: int, *, quantity: Decimal,
+                  retail: Decimal, cost: Decimal, origin: Origin, product_id: int,
+                  replaces: int | None = None) -> Record:
+        line = ManagedLine(
+            syncro_line_id=line_id, schedule_id=change.schedule_id, vendor=self.vendor,
+            vendor_customer_id=change.customer.vendor_customer_id,
+            billing_motion=change.customer.billing_motion, sku=change.sku,
+            syncro_product_id=product_id, last_retail=retail, last_cost=cost,
+            last_quantity=quantity, origin=origin)
+
+        def record(tx: StateTransaction) -> None:
+            if replaces is not None:
+                tx.delete_managed_line(replaces)
+            tx.put_managed_line(line)
+
+        return record
+
+    @staticmethod
+    def _new_line_values(change: UpdateLine, quantity: Decimal | None) -> Record:
+        def record(tx: StateTransaction) -> None:
+            line = tx.get_managed_line(change.line_id)
+            if line is None:
+                return
+            tx.put_managed_line(dataclasses.replace(
+                line,
+                last_quantity=line.last_quantity if quantity is None else quantity,
+                last_retail=line.last_retail if change.retail_after is None
+                else change.retail_after,
+                last_cost=line.last_cost if change.cost_after is None else change.cost_after))
+
+        return record
+
+
+def _forget_line(tx: StateTransaction, line_id: int) -> None:
+    tx.delete_managed_line(line_id)
+
+
+def _fields(change: Change) -> dict[str, str | None]:
+    row = describe(change)[0]
+    return {"action": row.action, "target": row.target, "customer": row.customer}

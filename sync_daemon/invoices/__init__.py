@@ -1,0 +1,1 @@
+"""Recurring invoices: pure planning of the lines the daemon keeps on Syncro schedules."""

@@ -1,0 +1,298 @@
+"""Recurring-invoice lines as a pure function of vendor counts, the mapping and Syncro's lines.
+
+For each mapped customer the schedule holds exactly one line per SKU it uses, with the vendor's
+count. Only lines of managed products are the daemon's; every other line is left alone. A
+quantity edited by hand is set back; a price edited by hand is kept and reported.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+
+from sync_daemon.connectors.syncro import Schedule, ScheduleLine
+from sync_daemon.plan import (
+    AdoptLine,
+    CreateLine,
+    CustomerRef,
+    DeleteLine,
+    LineChange,
+    Notice,
+    SeatTotals,
+    UpdateLine,
+)
+from sync_daemon.products.plan import ProductTarget
+from sync_daemon.state import ManagedLine, VendorCustomer
+from sync_daemon.vendor import Usage
+
+CustomerKey = tuple[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class LineInputs:
+    """Everything line planning reads, already fetched.
+
+    Attributes:
+        mappings: the vendor's mapping-table rows.
+        usages: the vendor's counts this pass.
+        skipped: customers whose vendor data was unusable; nothing of theirs is planned.
+        products: the product each SKU's lines use, after product changes.
+        managed_lines: every line the daemon manages for this vendor.
+        all_managed_line_ids: lines any vendor manages (never adopted twice).
+        schedules: each needed schedule with its lines; None when Syncro no longer has it.
+    """
+
+    mappings: Sequence[VendorCustomer]
+    usages: Sequence[Usage]
+    skipped: frozenset[CustomerKey]
+    products: Mapping[str, ProductTarget]
+    managed_lines: Sequence[ManagedLine]
+    all_managed_line_ids: frozenset[int]
+    schedules: Mapping[int, Schedule | None]
+
+
+def billed_quantity(usage: Usage, mapping: VendorCustomer) -> int:
+    """max(count - included, minimum, 0); not billable (trial, inactive) is always 0."""
+    if not usage.billable:
+        return 0
+    return max(usage.quantity - (mapping.included or 0), mapping.minimum or 0, 0)
+
+
+def plan_lines(inputs: LineInputs) -> tuple[list[LineChange], list[Notice], SeatTotals]:
+    """The line changes for every mapped customer, the notices, and the seat totals."""
+    changes: list[LineChange] = []
+    notices: list[Notice] = []
+    usages = _usages_by_customer(inputs.usages)
+    managed = _managed_by_customer(inputs.managed_lines)
+    for mapping in sorted(inputs.mappings, key=lambda m: (m.name.casefold(), m.vendor_customer_id)):
+        key = (mapping.vendor_customer_id, mapping.billing_motion)
+        if key in inputs.skipped:
+            continue
+        ref = CustomerRef(mapping.vendor_customer_id, mapping.name,
+                          mapping.psa_customer_name or "", mapping.billing_motion)
+        planner = _CustomerPlanner(inputs, mapping, ref, managed.get(key, []))
+        if mapping.status == "not_mapped":
+            notices.append(Notice("warning", "unmapped", "not mapped: nothing billed",
+                                  customer=mapping.name))
+            continue
+        if mapping.status == "detached":
+            changes += planner.zero_all("the customer is gone from the vendor (detached)")
+            notices.append(Notice("warning", "detached",
+                                  "gone from the vendor: its lines are set to 0",
+                                  customer=ref.label))
+            continue
+        found, more = planner.plan(usages.get(key, []))
+        changes += found
+        notices += more
+    return changes, notices, seat_totals(inputs, changes)
+
+
+def seat_totals(inputs: LineInputs, changes: Sequence[LineChange]) -> SeatTotals:
+    """Seats on managed lines before and after `changes`, and customers taken to zero."""
+    before: dict[object, tuple[str, Decimal]] = {}
+    for record in inputs.managed_lines:
+        line = _line(inputs.schedules, record.schedule_id, record.syncro_line_id)
+        if line is not None:
+            before[line.id] = (_customer_id(record.vendor_customer_id, record.billing_motion),
+                               line.quantity)
+    after = dict(before)
+    labels: dict[str, str] = {}
+    for change in changes:
+        customer = _customer_id(change.customer.vendor_customer_id, change.customer.billing_motion)
+        labels[customer] = change.customer.label
+        match change:
+            case UpdateLine(line_id=line_id, quantity_after=int() as quantity):
+                after[line_id] = (customer, Decimal(quantity))
+            case DeleteLine(line_id=line_id):
+                after.pop(line_id, None)
+            case AdoptLine(line_id=line_id, quantity=quantity):
+                after[line_id] = (customer, quantity)
+            case CreateLine(quantity=quantity, schedule_id=schedule_id, sku=sku):
+                after[("new", schedule_id, customer, sku)] = (customer, Decimal(quantity))
+    totals_before, totals_after = _per_customer(before), _per_customer(after)
+    zeroed = sorted(labels.get(c, c) for c, total in totals_before.items()
+                    if total > 0 and totals_after.get(c, 0) == 0)
+    return SeatTotals(before=int(sum(totals_before.values())),
+                      after=int(sum(totals_after.values())), zeroed_customers=tuple(zeroed))
+
+
+def _customer_id(vendor_customer_id: str, billing_motion: str) -> str:
+    return f"{vendor_customer_id}|{billing_motion}"
+
+
+class _CustomerPlanner:
+    """Plans one mapped customer's lines (kept as a class only to share its inputs)."""
+
+    def __init__(self, inputs: LineInputs, mapping: VendorCustomer, ref: CustomerRef,
+                 managed: Sequence[ManagedLine]) -> None:
+        self.inputs = inputs
+        self.mapping = mapping
+        self.ref = ref
+        self.managed = managed
+
+    def plan(self, usages: Sequence[Usage]) -> tuple[list[LineChange], list[Notice]]:
+        schedule_id = self.mapping.schedule_id
+        schedule = self.inputs.schedules.get(schedule_id) if schedule_id is not None else None
+        if schedule is None:
+            return [], [Notice("error", "schedule_missing",
+                               f"recurring invoice {schedule_id} no longer exists in Syncro; "
+                               "map the customer again", customer=self.ref.label)]
+        changes: list[LineChange] = list(self._leave_other_schedules(schedule.id))
+        notices: list[Notice] = []
+        desired = {u.sku: billed_quantity(u, self.mapping) for u in usages}
+        notices += [Notice("warning", "not_billed",
+                           f"{u.sku}: {u.note or 'not billable'}; billed 0",
+                           customer=self.ref.label) for u in usages if not u.billable]
+        present, gone = self._current(schedule)
+        for sku in sorted(desired):
+            target = self.inputs.products.get(sku)
+            if target is None:
+                notices.append(Notice("error", "missing_price", f"{sku}: no product to bill",
+                                      customer=self.ref.label))
+                continue
+            if sku in present:
+                record, line = present[sku]
+                found, more = self._update(record, line, desired[sku], target)
+                changes += found
+                notices += more
+            else:
+                changes += self._add(schedule, sku, desired[sku], target, gone.get(sku))
+        for sku, (record, line) in sorted(present.items()):
+            if sku not in desired:
+                reason = (f"package changed to {', '.join(sorted(desired))}" if desired
+                          else "no longer used at the vendor")
+                changes.append(DeleteLine(self.ref, record.schedule_id, line.id, sku,
+                                          line.quantity, reason))
+        return changes, notices
+
+    def zero_all(self, reason: str) -> list[LineChange]:
+        changes: list[LineChange] = []
+        for record in self.managed:
+            line = _line(self.inputs.schedules, record.schedule_id, record.syncro_line_id)
+            if line is not None and line.quantity != 0:
+                changes.append(UpdateLine(self.ref, record.schedule_id, line.id, record.sku,
+                                          reason, quantity_before=line.quantity,
+                                          quantity_after=0))
+        return changes
+
+    def _current(
+        self, schedule: Schedule
+    ) -> tuple[dict[str, tuple[ManagedLine, ScheduleLine]], dict[str, ManagedLine]]:
+        """Managed lines on the mapped schedule: still there, or deleted in Syncro."""
+        lines = {line.id: line for line in schedule.lines}
+        present: dict[str, tuple[ManagedLine, ScheduleLine]] = {}
+        gone: dict[str, ManagedLine] = {}
+        for record in self.managed:
+            if record.schedule_id != schedule.id:
+                continue
+            line = lines.get(record.syncro_line_id)
+            if line is None:
+                gone[record.sku] = record
+            else:
+                present[record.sku] = (record, line)
+        return present, gone
+
+    def _leave_other_schedules(self, schedule_id: int) -> Iterator[LineChange]:
+        """The customer was mapped to another recurring invoice: remove its old lines."""
+        for record in self.managed:
+            if record.schedule_id == schedule_id:
+                continue
+            line = _line(self.inputs.schedules, record.schedule_id, record.syncro_line_id)
+            if line is not None:
+                yield DeleteLine(self.ref, record.schedule_id, line.id, record.sku, line.quantity,
+                                 f"the customer is now billed on recurring invoice {schedule_id}")
+
+    def _update(self, record: ManagedLine, line: ScheduleLine, quantity: int,
+                target: ProductTarget) -> tuple[list[LineChange], list[Notice]]:
+        notices: list[Notice] = []
+        reasons: list[str] = []
+        quantity_after: int | None = None
+        if line.quantity != quantity:
+            quantity_after = quantity
+            if line.quantity != record.last_quantity:
+                reasons.append(f"quantity set back: changed by hand to {line.quantity:f} in "
+                               f"Syncro, the vendor counts {quantity}")
+            else:
+                reasons.append(f"the vendor's count changed from {line.quantity:f} to {quantity}")
+        retail_after = self._price(line.retail, record.last_retail, target.retail, "retail",
+                                   notices)
+        cost_after = self._price(line.cost, record.last_cost, target.cost, "cost", notices)
+        if retail_after is not None or cost_after is not None:
+            reasons.append("the price list changed")
+        if not reasons:
+            return [], notices
+        return [UpdateLine(
+            self.ref, record.schedule_id, line.id, record.sku, "; ".join(reasons),
+            quantity_before=line.quantity, quantity_after=quantity_after,
+            retail_before=line.retail if retail_after is not None else None,
+            retail_after=retail_after,
+            cost_before=line.cost if cost_after is not None else None, cost_after=cost_after,
+        )], notices
+
+    def _price(self, current: Decimal, last_written: Decimal, listed: Decimal, what: str,
+               notices: list[Notice]) -> Decimal | None:
+        """The new price, or None; a price changed by hand is kept and reported."""
+        if current == listed:
+            return None
+        if current == last_written:
+            return listed
+        notices.append(Notice(
+            "warning", "price_kept",
+            f"{what} {current} set by hand kept (price list {listed})", customer=self.ref.label))
+        return None
+
+    def _add(self, schedule: Schedule, sku: str, quantity: int, target: ProductTarget,
+             gone: ManagedLine | None) -> list[LineChange]:
+        adoptable = [line for line in schedule.lines
+                     if target.product_id is not None and line.product_id == target.product_id
+                     and line.id not in self.inputs.all_managed_line_ids]
+        if adoptable:
+            line = min(adoptable, key=lambda candidate: candidate.id)
+            changes: list[LineChange] = [AdoptLine(
+                self.ref, schedule.id, line.id, sku, target.product_id or 0, line.quantity,
+                line.retail, line.cost, target.retail, target.cost,
+                reason=f"a line of {target.name} was already on the recurring invoice")]
+            if line.quantity != quantity:
+                changes.append(UpdateLine(
+                    self.ref, schedule.id, line.id, sku,
+                    f"the vendor counts {quantity}", quantity_before=line.quantity,
+                    quantity_after=quantity))
+            return changes
+        if quantity == 0:
+            return []
+        reason = ("the line was deleted in Syncro; added again" if gone is not None
+                  else "new for this customer")
+        return [CreateLine(
+            self.ref, schedule.id, sku, target.product_id, target.name, quantity, target.retail,
+            target.cost, target.taxable, tuple(line.id for line in schedule.lines), reason,
+            replaces_line_id=gone.syncro_line_id if gone is not None else None)]
+
+
+def _usages_by_customer(usages: Sequence[Usage]) -> dict[CustomerKey, list[Usage]]:
+    grouped: dict[CustomerKey, list[Usage]] = {}
+    for usage in usages:
+        grouped.setdefault((usage.customer_id, usage.billing_motion), []).append(usage)
+    return grouped
+
+
+def _managed_by_customer(lines: Sequence[ManagedLine]) -> dict[CustomerKey, list[ManagedLine]]:
+    grouped: dict[CustomerKey, list[ManagedLine]] = {}
+    for line in lines:
+        grouped.setdefault((line.vendor_customer_id, line.billing_motion), []).append(line)
+    return grouped
+
+
+def _line(schedules: Mapping[int, Schedule | None], schedule_id: int,
+          line_id: int) -> ScheduleLine | None:
+    schedule = schedules.get(schedule_id)
+    if schedule is None:
+        return None
+    return next((line for line in schedule.lines if line.id == line_id), None)
+
+
+def _per_customer(lines: Mapping[object, tuple[str, Decimal]]) -> dict[str, Decimal]:
+    totals: dict[str, Decimal] = {}
+    for customer, quantity in lines.values():
+        totals[customer] = totals.get(customer, Decimal(0)) + quantity
+    return totals

@@ -1,0 +1,209 @@
+"""`run_vendor()`: one sync pass for one vendor, read → refresh mapping → plan → guard → apply."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+from sync_daemon.app import App
+from sync_daemon.apply import Applied, Applier
+from sync_daemon.connectors.syncro import Product, Schedule
+from sync_daemon.errors import NotFoundError, SyncError
+from sync_daemon.invoices.plan import LineInputs, plan_lines
+from sync_daemon.logs import bind_run, get_logger, unbind_run
+from sync_daemon.mapping.refresh import Refresh, plan_refresh
+from sync_daemon.plan import Notice, Plan, SeatTotals
+from sync_daemon.products.plan import ProductRules, plan_products
+from sync_daemon.state import ManagedLine, VendorCustomer
+from sync_daemon.state.records import RunStatus, RunTrigger, utc_now
+from sync_daemon.vendor import Snapshot
+
+log = get_logger()
+
+
+@dataclass
+class RunReport:
+    """What a pass did, for the summary, the exit code and the `sync.finished` log line."""
+
+    run_id: str
+    vendor: str
+    dry_run: bool
+    status: RunStatus | str = "running"
+    plan: Plan | None = None
+    applied: list[Applied] = field(default_factory=list)
+    refresh: Refresh | None = None
+    guard: str | None = None
+    error: str | None = None
+    duration_s: float = 0.0
+    requests: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def notices(self) -> tuple[Notice, ...]:
+        """Warnings and errors from vendor data and planning."""
+        return self.plan.notices if self.plan else ()
+
+    def counts(self) -> dict[str, int]:
+        """The numbers the canonical log line and `status` show."""
+        changes = self.plan.changes if self.plan else ()
+        return {
+            "changes_planned": len(changes),
+            "changes_applied": sum(1 for a in self.applied if a.error is None),
+            "changes_failed": sum(1 for a in self.applied if a.error is not None),
+            "warnings": sum(1 for n in self.notices if n.level == "warning"),
+            "errors": sum(1 for n in self.notices if n.level == "error")
+            + (1 if self.error else 0),
+            "unmapped": sum(1 for n in self.notices if n.kind == "unmapped"),
+        }
+
+
+def guard_message(seats: SeatTotals, *, max_decrease_percent: Decimal,
+                  max_zeroed_customers: int) -> str | None:
+    """Why the plan looks like a vendor glitch rather than real change, or None."""
+    limit = max_decrease_percent
+    reasons = []
+    if seats.decrease_percent > limit:
+        reasons.append(f"billed seats would drop {seats.decrease_percent}% "
+                       f"({seats.before} → {seats.after}), more than the {limit}% allowed")
+    if len(seats.zeroed_customers) > max_zeroed_customers:
+        reasons.append(f"{len(seats.zeroed_customers)} customers would go to zero "
+                       f"({', '.join(seats.zeroed_customers)}), more than the "
+                       f"{max_zeroed_customers} allowed")
+    return "; ".join(reasons) or None
+
+
+def run_vendor(app: App, vendor: str, *, dry_run: bool = False, force: bool = False,
+               trigger: RunTrigger = "manual") -> RunReport:
+    """One pass for `vendor`.
+
+    Trouble with a single item (a rejected write, one customer's bad data) is in the report;
+    trouble that stops the pass (credentials, an unreachable API) is recorded on the run and
+    raised. A dry run writes nothing, not even to the state database.
+    """
+    run_id = uuid.uuid4().hex
+    if not dry_run:
+        with app.store.transaction() as tx:
+            run_id = tx.start_run(vendor, trigger).run_id
+    report = RunReport(run_id=run_id, vendor=vendor, dry_run=dry_run)
+    started = time.monotonic()
+    bind_run(run_id=report.run_id, vendor=vendor)
+    log.info("sync.started", dry_run=dry_run, trigger=trigger)
+    try:
+        _run(app, report, force=force)
+    except SyncError as exc:
+        report.status, report.error = "failed", str(exc)
+        log.error("sync.failed", error=str(exc), kind=type(exc).__name__)
+        if not dry_run:
+            _finish(app, report)
+        raise
+    finally:
+        report.duration_s = round(time.monotonic() - started, 3)
+        report.requests = {"reads": app.syncro.api.stats.reads,
+                           "writes": app.syncro.api.stats.writes}
+        log.info("sync.finished", status=report.status, duration_s=report.duration_s,
+                 **report.counts(), syncro_reads=report.requests["reads"],
+                 syncro_writes=report.requests["writes"])
+        unbind_run("run_id", "vendor")
+    if not dry_run:
+        _finish(app, report)
+    return report
+
+
+def _run(app: App, report: RunReport, *, force: bool) -> None:
+    vendor = report.vendor
+    source = app.source(vendor)
+    snapshot = source.fetch()
+    with app.store.transaction() as tx:
+        rows = tx.list_vendor_customers(vendor)
+        managed_products = {p.sku: p for p in tx.list_managed_products(vendor)}
+        managed_lines = tx.list_managed_lines(vendor=vendor)
+        all_line_ids = frozenset(line.syncro_line_id for line in tx.list_managed_lines())
+    report.refresh = plan_refresh(vendor, rows, snapshot.customers, utc_now())
+    rows = _after_refresh(rows, report.refresh)
+    if not report.dry_run:
+        _save_refresh(app, report.refresh)
+
+    products = app.syncro.list_products()
+    schedules = _read_schedules(app, rows, managed_lines)
+    rules = ProductRules(app.settings.products.prefix, app.settings.products.new_products_taxable)
+    product_changes, targets = plan_products(snapshot.products, managed_products, products, rules)
+    line_changes, notices, seats = plan_lines(LineInputs(
+        mappings=rows, usages=snapshot.usages,
+        skipped=frozenset((c, "") for c in snapshot.customers_with_problems()),
+        products=targets, managed_lines=managed_lines, all_managed_line_ids=all_line_ids,
+        schedules=schedules))
+    report.plan = Plan(vendor, (*product_changes, *line_changes),
+                       (*_problem_notices(snapshot), *notices), seats)
+    log.info("plan.computed", changes=len(report.plan.changes), seats_before=seats.before,
+             seats_after=seats.after)
+    for notice in report.plan.notices:
+        log.warning("plan.notice", level_=notice.level, kind=notice.kind,
+                    customer=notice.customer, detail=notice.message)
+    safety = app.settings.safety
+    report.guard = guard_message(seats, max_decrease_percent=safety.max_decrease_percent,
+                                 max_zeroed_customers=safety.max_zeroed_customers)
+    if report.dry_run:
+        report.status = "dry_run"
+        return
+    if report.guard and not force:
+        report.status = "stopped"
+        log.error("sync.guard_stopped", reason=report.guard)
+        return
+    _apply(app, report, {p.id: p for p in products})
+
+
+def _apply(app: App, report: RunReport, products: dict[int, Product]) -> None:
+    assert report.plan is not None
+    applier = Applier(app.syncro, app.store, run_id=report.run_id, vendor=report.vendor,
+                      products=products)
+    for change in report.plan.changes:
+        report.applied.append(applier.apply(change))
+    failed = any(a.error for a in report.applied) or any(
+        n.level == "error" for n in report.plan.notices)
+    report.status = "partial" if failed else "succeeded"
+
+
+def _read_schedules(app: App, rows: Sequence[VendorCustomer],
+                    managed: Sequence[ManagedLine]) -> dict[int, Schedule | None]:
+    """Each schedule the plan needs, read once; a schedule gone from Syncro reads as None."""
+    wanted = {r.schedule_id for r in rows if r.status != "not_mapped" and r.schedule_id}
+    wanted |= {line.schedule_id for line in managed}
+    schedules: dict[int, Schedule | None] = {}
+    for schedule_id in sorted(wanted):
+        try:
+            schedules[schedule_id] = app.syncro.get_schedule(schedule_id)
+        except NotFoundError:
+            schedules[schedule_id] = None
+    return schedules
+
+
+def _after_refresh(rows: Sequence[VendorCustomer], refresh: Refresh) -> list[VendorCustomer]:
+    by_key = {(r.vendor_customer_id, r.billing_motion): r for r in rows}
+    for row in refresh.upserts:
+        by_key[(row.vendor_customer_id, row.billing_motion)] = row
+    for row in refresh.removals:
+        by_key.pop((row.vendor_customer_id, row.billing_motion), None)
+    return list(by_key.values())
+
+
+def _save_refresh(app: App, refresh: Refresh) -> None:
+    with app.store.transaction() as tx:
+        for row in refresh.upserts:
+            tx.put_vendor_customer(row)
+        for row in refresh.removals:
+            tx.delete_vendor_customer(row.vendor, row.vendor_customer_id, row.billing_motion)
+
+
+def _problem_notices(snapshot: Snapshot) -> list[Notice]:
+    return [Notice("error", "vendor_data", p.message, customer=p.customer)
+            for p in snapshot.problems]
+
+
+def _finish(app: App, report: RunReport) -> None:
+    status = report.status if report.status in {"succeeded", "partial", "failed", "stopped"} \
+        else "failed"
+    message = report.error or report.guard
+    with app.store.transaction() as tx:
+        tx.finish_run(report.run_id, status, report.counts(), message)  # type: ignore[arg-type]

@@ -1,0 +1,1 @@
+"""The customer-mapping table: vendor customers to Syncro customers and recurring invoices."""
