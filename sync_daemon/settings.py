@@ -96,7 +96,7 @@ class ProofpointSettings(Section):
     """`[proofpoint]`: Proofpoint Essentials, one or several stacks."""
 
     enabled: bool = True
-    base_url: HttpUrl | list[HttpUrl]
+    base_url: HttpUrl | Annotated[list[HttpUrl], Field(min_length=1)]
     username: str = Field(min_length=1)
     password: SecretStr = Field(min_length=1)
     partner_domain: str = Field(min_length=1)

@@ -542,8 +542,6 @@ class ProofpointSource:
         client_factory: Callable[[str], ProofpointApi] | None = None,
         max_attempts: int = 6,
     ) -> None:
-        if not settings.base_urls:
-            raise ConfigError("proofpoint.base_url: list at least one stack")
         self.settings = settings
         self._prices = _prices_by_package(settings.packages)
         self._factory = client_factory or self._connect

@@ -6,7 +6,9 @@ Database errors leave this module as the daemon's own errors (see `StateStore.tr
 from __future__ import annotations
 
 import dataclasses
+import sqlite3
 import threading
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime
@@ -466,11 +468,24 @@ def _create_engine(url: str) -> Engine:
 
 def _configure_sqlite(connection: DBAPIConnection, _record: ConnectionPoolEntry) -> None:
     cursor = connection.cursor()
-    cursor.execute("PRAGMA foreign_keys = ON")
-    # WAL lets another process read while we write. synchronous stays FULL: a write intent
-    # must survive a power cut before its POST is sent.
-    cursor.execute("PRAGMA journal_mode = WAL")
-    cursor.close()
+    try:
+        cursor.execute("PRAGMA foreign_keys = ON")
+        # WAL lets another process read while we write. synchronous stays FULL: a write
+        # intent must survive a power cut before its POST is sent.
+        deadline = time.monotonic() + _SQLITE_BUSY_TIMEOUT_S
+        while True:
+            try:
+                cursor.execute("PRAGMA journal_mode = WAL")
+                break
+            except sqlite3.OperationalError as error:
+                # Switching the journal mode ignores the busy timeout: SQLite answers BUSY at
+                # once while another process switches it or closes the last connection.
+                busy = (getattr(error, "sqlite_errorcode", 0) & 0xFF) == sqlite3.SQLITE_BUSY
+                if not busy or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.01)
+    finally:
+        cursor.close()
 
 
 def _migrate(engine: Engine) -> None:

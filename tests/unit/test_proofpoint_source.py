@@ -564,11 +564,6 @@ def test_check_refuses_a_login_without_a_partner_role(build: Make) -> None:
     assert "(organization_admin)" in str(caught.value)
 
 
-def test_a_config_without_stacks_is_refused() -> None:
-    with pytest.raises(ConfigError, match="list at least one stack"):
-        ProofpointSource(settings(base_url=[]))
-
-
 def test_close_closes_every_client_it_opened() -> None:
     clients: list[ProofpointClient] = []
     fake = FakeProofpoint(orgs={US1: [org(1)], US2: []})

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -134,3 +135,45 @@ def test_world_readable_config_is_warned_about(tmp_path: Path) -> None:
     assert "chmod 600" in warning
     path.chmod(0o600)
     assert insecure_permissions_warning(path) is None
+
+
+def test_the_example_config_is_valid_and_documents_every_key() -> None:
+    example = Path(__file__).parents[2] / "config" / "sync-daemon.example.toml"
+    settings = load_settings(example)
+    assert settings.proofpoint is not None
+    text = example.read_text(encoding="utf-8")
+    for section, model in settings.model_dump().items():
+        if isinstance(model, dict):
+            for key in model:
+                documented = f"{key} =" in text or f"[{section}.{key}." in text
+                assert documented, f"{section}.{key} undocumented"
+
+
+def test_proofpoint_needs_at_least_one_stack(tmp_path: Path) -> None:
+    text = VALID + """
+[proofpoint]
+base_url = []
+username = "a@b.example"
+password = "p"
+partner_domain = "b.example"
+"""
+    with pytest.raises(ConfigError, match=r"proofpoint\.base_url"):
+        load_settings(config(tmp_path, text))
+
+
+def test_money_written_as_a_toml_number_stays_exact(tmp_path: Path) -> None:
+    text = VALID + """
+[proofpoint]
+base_url = "https://us1.proofpointessentials.com/api/v1"
+username = "a@b.example"
+password = "p"
+partner_domain = "b.example"
+[proofpoint.packages.business]
+name = "Business"
+cost = 1.1
+retail = 2.2
+"""
+    settings = load_settings(config(tmp_path, text))
+    assert settings.proofpoint is not None
+    price = settings.proofpoint.packages["business"]
+    assert (price.cost, price.retail) == (Decimal("1.1"), Decimal("2.2"))
