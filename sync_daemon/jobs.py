@@ -122,8 +122,6 @@ def _run(app: App, report: RunReport, *, force: bool) -> None:
         all_line_ids = frozenset(line.syncro_line_id for line in tx.list_managed_lines())
     report.refresh = plan_refresh(vendor, rows, snapshot.customers, utc_now())
     rows = _after_refresh(rows, report.refresh)
-    if not report.dry_run:
-        _save_refresh(app, report.refresh)
 
     products = app.syncro.list_products()
     schedules = _read_schedules(app, rows, managed_lines)
@@ -148,9 +146,11 @@ def _run(app: App, report: RunReport, *, force: bool) -> None:
         report.status = "dry_run"
         return
     if report.guard and not force:
+        # Nothing is written, not even the refresh: a glitch must not mark customers Detached.
         report.status = "stopped"
         log.error("sync.guard_stopped", reason=report.guard)
         return
+    _save_refresh(app, report.refresh)
     _apply(app, report, {p.id: p for p in products})
 
 

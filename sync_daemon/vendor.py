@@ -7,8 +7,9 @@ A source turns one vendor's API into a `Snapshot` of plain data; everything down
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import date
 from decimal import Decimal
-from typing import Protocol
+from typing import Literal, Protocol
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,7 +37,7 @@ class Usage:
     """How many units of one SKU one customer uses.
 
     `billable` False (a trial, an inactive org) bills 0 whatever the mapping's minimum says;
-    `note` says why.
+    `note` says why. Invoice-driven vendors name the statement the count comes from.
     """
 
     customer_id: str
@@ -45,6 +46,42 @@ class Usage:
     billing_motion: str = ""
     billable: bool = True
     note: str | None = None
+    statement_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Statement:
+    """A vendor billing statement (Cloud-iQ) that must be applied exactly once.
+
+    `billing_motion` is the invoice profile it belongs to; periods are inclusive dates.
+    """
+
+    id: str
+    billing_motion: str
+    period_start: date
+    period_end: date
+    total: Decimal
+    provision_type: int
+
+
+@dataclass(frozen=True, slots=True)
+class Charge:
+    """A one-time charge (proration, usage, annual term) that must land exactly once.
+
+    `key` is deterministic (`cloudiq:charge:<statement>:<tenant>:<sku>:<kind>`), so a re-run or
+    a crash can never bill it twice. `name` tells the customer what it is: SKU, period, reason.
+    """
+
+    key: str
+    statement_id: str
+    customer_id: str
+    billing_motion: str
+    sku: str
+    name: str
+    kind: Literal["proration", "usage", "annual"]
+    quantity: Decimal
+    retail: Decimal
+    cost: Decimal
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +106,8 @@ class Snapshot:
     products: tuple[SourceProduct, ...]
     usages: tuple[Usage, ...]
     problems: tuple[SourceProblem, ...] = ()
+    statements: tuple[Statement, ...] = ()
+    charges: tuple[Charge, ...] = ()
 
     def customers_with_problems(self) -> frozenset[str]:
         """Ids of customers whose data was unusable this pass."""
