@@ -1089,6 +1089,19 @@ def _contains(value: Any, needle: str) -> bool:
     return isinstance(value, str) and needle.lower() in value.lower()
 
 
+def _saved(key: str, render: Callable[[Record], Record], save: Callable[[], Record], *,
+           echo: Mapping[str, Any] | None = None) -> Response:
+    """Run a create or update; 422 in the customers/products shape (§5.2), `params` on create."""
+    try:
+        record = save()
+    except SyncroValidationError as error:
+        body: Record = {"success": False, "message": error.messages}
+        if echo is not None:
+            body["params"] = echo
+        return json_response(body, 422)
+    return json_response({key: render(record)})
+
+
 class _CustomersApi:
     """`/customers` (syncro-api.md §4.1, assumed-shapes §1.4)."""
 
@@ -1128,19 +1141,12 @@ class _CustomersApi:
 
     def create(self, request: Request) -> Response:
         params = request.params()
-        try:
-            record = self.book.create(params)
-        except SyncroValidationError as error:
-            body = {"success": False, "message": error.messages, "params": params}
-            return json_response(body, 422)
-        return json_response({"customer": self.book.render(record)})
+        return _saved("customer", self.book.render, lambda: self.book.create(params), echo=params)
 
     def update(self, request: Request) -> Response:
-        try:
-            record = self.book.update(_to_int(request.path_params["id"]), request.params())
-        except SyncroValidationError as error:
-            return json_response({"success": False, "message": error.messages}, 422)
-        return json_response({"customer": self.book.render(record)})
+        record_id = _to_int(request.path_params["id"])
+        return _saved("customer", self.book.render,
+                      lambda: self.book.update(record_id, request.params()))
 
 
 class _ProductsApi:
@@ -1191,19 +1197,12 @@ class _ProductsApi:
 
     def create(self, request: Request) -> Response:
         params = request.params()
-        try:
-            record = self.book.create(params)
-        except SyncroValidationError as error:
-            body = {"success": False, "message": error.messages, "params": params}
-            return json_response(body, 422)
-        return json_response({"product": self.book.render(record)})
+        return _saved("product", self.book.render, lambda: self.book.create(params), echo=params)
 
     def update(self, request: Request) -> Response:
-        try:
-            record = self.book.update(_to_int(request.path_params["id"]), request.params())
-        except SyncroValidationError as error:
-            return json_response({"success": False, "message": error.messages}, 422)
-        return json_response({"product": self.book.render(record)})
+        record_id = _to_int(request.path_params["id"])
+        return _saved("product", self.book.render,
+                      lambda: self.book.update(record_id, request.params()))
 
 
 class _SchedulesApi:
