@@ -9,7 +9,6 @@ on a recording clock, so nothing waits.
 from __future__ import annotations
 
 import json
-import ssl
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass, field
@@ -38,43 +37,18 @@ from sync_daemon.connectors.syncro import (
     SyncroUser,
 )
 from sync_daemon.errors import ConfigError, NotFoundError, RejectedError
-from tests.connectors.conftest import AUTH_PLACEHOLDER, CASSETTE_DIR, TOKEN_PLACEHOLDER
+from tests.connectors.conftest import (
+    AUTH_PLACEHOLDER,
+    CASSETTE_DIR,
+    TOKEN_PLACEHOLDER,
+    FakeClock,
+    RecordingTransport,
+)
 
 BASE_URL = "https://acme.syncromsp.com/api/v1"
 TEST_TOKEN = "cassette-test-token"  # never leaves the process: vcrpy answers every request
 REQUESTS_PER_MINUTE = 180
 INTERVAL = 60 / REQUESTS_PER_MINUTE * (1 + RateLimiter.MARGIN)
-
-
-class FakeClock:
-    """Monotonic time that moves only when someone sleeps; records every sleep."""
-
-    def __init__(self) -> None:
-        self.now = 0.0
-        self.sleeps: list[float] = []
-
-    def monotonic(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
-
-
-class RecordingTransport(httpx.HTTPTransport):
-    """httpx's real transport, which vcrpy patches, keeping every request the client sent."""
-
-    # Loading the CA bundle takes tens of milliseconds; no connection is ever made anyway.
-    _ssl_context = ssl.create_default_context()
-
-    def __init__(self) -> None:
-        super().__init__(verify=self._ssl_context)
-        self.sent: list[httpx.Request] = []
-
-    def handle_request(self, request: httpx.Request) -> httpx.Response:
-        request.read()
-        self.sent.append(request)
-        return super().handle_request(request)
 
 
 @dataclass
