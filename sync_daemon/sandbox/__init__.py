@@ -1,11 +1,18 @@
 """Faithful local emulations of the vendor APIs, served over real HTTP for the demo and tests."""
 
+from sync_daemon.sandbox.cloudiq import CloudiqSandbox, CloudiqState
 from sync_daemon.sandbox.demo_data import (
+    DEMO_CLOUDIQ_CLIENT_ID,
+    DEMO_CLOUDIQ_CLIENT_SECRET,
+    DEMO_CLOUDIQ_ORGANIZATION_ID,
+    DEMO_CLOUDIQ_PASSWORD,
+    DEMO_CLOUDIQ_USER,
     DEMO_PARTNER_DOMAIN,
     DEMO_PROOFPOINT_ORG_ADMIN,
     DEMO_PROOFPOINT_PASSWORD,
     DEMO_PROOFPOINT_READ_ONLY_USER,
     DEMO_PROOFPOINT_USER,
+    demo_cloudiq_state,
     demo_proofpoint_state,
     demo_syncro_state,
 )
@@ -36,11 +43,18 @@ from sync_daemon.sandbox.syncro import (
 __all__ = [
     "ALL_PERMISSIONS",
     "DEFAULT_TOKEN",
+    "DEMO_CLOUDIQ_CLIENT_ID",
+    "DEMO_CLOUDIQ_CLIENT_SECRET",
+    "DEMO_CLOUDIQ_ORGANIZATION_ID",
+    "DEMO_CLOUDIQ_PASSWORD",
+    "DEMO_CLOUDIQ_USER",
     "DEMO_PARTNER_DOMAIN",
     "DEMO_PROOFPOINT_ORG_ADMIN",
     "DEMO_PROOFPOINT_PASSWORD",
     "DEMO_PROOFPOINT_READ_ONLY_USER",
     "DEMO_PROOFPOINT_USER",
+    "CloudiqSandbox",
+    "CloudiqState",
     "Fault",
     "Faults",
     "LoggedRequest",
@@ -56,6 +70,7 @@ __all__ = [
     "SyncroSandbox",
     "SyncroState",
     "SyncroValidationError",
+    "demo_cloudiq_state",
     "demo_proofpoint_state",
     "demo_syncro_state",
 ]

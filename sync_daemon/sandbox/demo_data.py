@@ -1,5 +1,5 @@
 """Seed data for the demo: a small MSP's Syncro account before sync-daemon has touched it,
-and its Proofpoint Essentials partner account."""
+its Proofpoint Essentials partner account and its Crayon Cloud-iQ partner account."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
 
+from sync_daemon.sandbox.cloudiq import CloudiqState, Term
 from sync_daemon.sandbox.proofpoint import ProofpointState
 from sync_daemon.sandbox.syncro import SyncroState
 
@@ -239,4 +240,146 @@ def demo_proofpoint_state() -> ProofpointState:
                    surname="Desk", is_active=False)  # fmt: skip
     state.add_user("blueridgeaccounting.example", "scanner@blueridgecpa.example",
                    firstname="Office", surname="Scanner", is_billable=False)  # fmt: skip
+    return state
+
+
+# -- Crayon Cloud-iQ -------------------------------------------------------------------------
+
+DEMO_CLOUDIQ_ORGANIZATION_ID = 12345
+DEMO_CLOUDIQ_CLIENT_ID = "bluepeak-billing-sync"
+DEMO_CLOUDIQ_CLIENT_SECRET = "sandbox-cloudiq-client-secret"  # noqa: S105  a fake local secret
+DEMO_CLOUDIQ_USER = f"billing-api@{DEMO_PARTNER_DOMAIN}"
+DEMO_CLOUDIQ_PASSWORD = "sandbox-cloudiq-password"  # noqa: S105  a fake local password
+
+_BASIC = "CFQ7TTC0LH18:0001"
+_STANDARD = "CFQ7TTC0LDPB:0001"
+_PREMIUM = "CFQ7TTC0LCHC:0002"
+_E3 = "CFQ7TTC0LFLX:0001"
+_EXCHANGE = "CFQ7TTC0LH16:0001"
+_DEFENDER = "CFQ7TTC0TLAN:0001"
+_TEAMS = "CFQ7TTC0QW7C:0001"
+_AZURE = "DZH318Z0BPS6:0001"
+
+# (part number, name, family, [(term, billing cycle, partner cost, retail)]), prices per
+# billing period: a month-to-month term costs 20 % more than a yearly term paid monthly.
+_PRICE_LIST: tuple[tuple[str, str, str, tuple[tuple[Term | None, int, str, str], ...]], ...] = (
+    (_BASIC, "Microsoft 365 Business Basic", "Microsoft 365",
+     (("P1M", 1, "6.48", "7.20"), ("P1Y", 1, "5.40", "6.00"), ("P1Y", 2, "64.80", "72.00"))),
+    (_STANDARD, "Microsoft 365 Business Standard", "Microsoft 365",
+     (("P1M", 1, "13.50", "15.00"), ("P1Y", 1, "11.25", "12.50"),
+      ("P1Y", 2, "135.00", "150.00"))),
+    (_PREMIUM, "Microsoft 365 Business Premium", "Microsoft 365",
+     (("P1M", 1, "23.76", "26.40"), ("P1Y", 1, "19.80", "22.00"),
+      ("P1Y", 2, "237.60", "264.00"))),
+    (_E3, "Microsoft 365 E3", "Microsoft 365",
+     (("P1Y", 1, "32.40", "36.00"), ("P1Y", 2, "388.80", "432.00"))),
+    (_EXCHANGE, "Exchange Online (Plan 1)", "Exchange",
+     (("P1M", 1, "4.32", "4.80"), ("P1Y", 1, "3.60", "4.00"))),
+    (_DEFENDER, "Microsoft Defender for Business", "Security",
+     (("P1Y", 1, "2.70", "3.00"), ("P1Y", 2, "32.40", "36.00"))),
+    (_TEAMS, "Microsoft Teams Essentials", "Microsoft Teams", (("P1M", 1, "4.32", "4.80"),)),
+    (_AZURE, "Azure plan", "Azure", ((None, 1, "0.00", "0.00"),)),
+)  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class _DemoSubscription:
+    part_number: str
+    term: Term | None
+    billing_cycle: int
+    quantity: int
+    start_on: date
+    changes: tuple[tuple[date, int], ...] = ()  # (from, quantity)
+    is_trial: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class _DemoTenant:
+    name: str  # Cloud-iQ's spelling, deliberately not always Syncro's
+    domain: str
+    reference: str
+    subscriptions: tuple[_DemoSubscription, ...]
+    # Azure usage: (category, meter, unit, cost and retail per unit, quantity per closed month)
+    usage: tuple[tuple[str, str, str, str, str, tuple[str, str]], ...] = ()
+
+
+_SEP, _OCT = date(2026, 9, 1), date(2026, 10, 1)
+_TENANTS = (
+    _DemoTenant("Acme Dental Group", "acmedental.onmicrosoft.com", "ACME-001", (
+        # The reference's own example: 20 seats until 18 Oct, 23 from the 19th.
+        _DemoSubscription(_PREMIUM, "P1M", 1, 20, date(2025, 3, 19),
+                          ((date(2026, 10, 19), 23),)),
+        _DemoSubscription(_EXCHANGE, "P1Y", 1, 3, date(2025, 6, 1)),
+        _DemoSubscription(_AZURE, None, 1, 1, date(2025, 2, 10)),
+    ), (("Virtual Machines", "D2s v5", "1 Hour", "0.0960", "0.1150", ("720", "744")),
+        ("Storage", "Standard SSD Managed Disks - E10", "1/Month", "9.60", "11.52",
+         ("2", "2")))),
+    _DemoTenant("Evergreen Law", "evergreenlaw.onmicrosoft.com", "EVG-002", (
+        _DemoSubscription(_STANDARD, "P1Y", 1, 15, date(2025, 5, 1)),
+        # Annual/annual: charged whole in October, its anniversary, on the Annual profile.
+        _DemoSubscription(_DEFENDER, "P1Y", 2, 15, date(2025, 10, 6)),
+        _DemoSubscription(_TEAMS, "P1M", 1, 4, date(2026, 2, 1), ((date(2026, 9, 10), 2),)),
+    )),
+    _DemoTenant("Harbor Freight Logistics Inc.", "harborfreightlogistics.onmicrosoft.com",
+                "HFL-003", (
+        _DemoSubscription(_E3, "P1Y", 1, 40, date(2025, 1, 15), ((date(2026, 10, 6), 42),)),
+        _DemoSubscription(_BASIC, "P1M", 1, 12, date(2025, 8, 1), ((date(2026, 9, 21), 10),)),
+        _DemoSubscription(_AZURE, None, 1, 1, date(2025, 8, 1)),
+    ), (("Virtual Machines", "B2ms", "1 Hour", "0.0832", "0.0998", ("1440", "1488")),
+        ("Bandwidth", "Standard Data Transfer Out", "1 GB", "0.087", "0.1044",
+         ("310.5", "287.25")))),
+    _DemoTenant("Blue Ridge Accounting", "blueridgecpa.onmicrosoft.com", "BRA-004", (
+        # Annual/annual bought in September 2026: charged whole on that month's Annual profile.
+        _DemoSubscription(_PREMIUM, "P1Y", 2, 9, date(2026, 9, 15)),
+        _DemoSubscription(_EXCHANGE, "P1M", 1, 2, date(2025, 11, 1)),
+    )),
+    _DemoTenant("Summit Pediatrics PC", "summitpediatrics.onmicrosoft.com", "SUM-005", (
+        _DemoSubscription(_STANDARD, "P1M", 1, 22, date(2025, 4, 1), ((date(2026, 10, 12), 24),)),
+        _DemoSubscription(_TEAMS, "P1M", 1, 25, date(2026, 10, 1), is_trial=True),
+    )),
+    # Not a Syncro customer: shows up as "Not mapped". New in September, so prorated.
+    _DemoTenant("Cobalt Marine Supply", "cobaltmarine.onmicrosoft.com", "COB-006", (
+        _DemoSubscription(_BASIC, "P1Y", 1, 10, date(2026, 9, 8)),
+    )),
+)  # fmt: skip
+
+
+def demo_cloudiq_state() -> CloudiqState:
+    """A deterministic Cloud-iQ partner account for the MSP of the Syncro demo: six tenants
+    named like the Syncro customers (some spelled differently, one unknown to Syncro), a price
+    list of 17 rows, quantity changes inside months, Azure usage for two tenants, annual
+    subscriptions, and September and October 2026 closed, so closing November after a
+    `set_quantity` shows a new statement with changed counts."""
+    state = CloudiqState(organization_id=DEMO_CLOUDIQ_ORGANIZATION_ID,
+                         organization_name="BluePeak IT")  # fmt: skip
+    state.add_client(DEMO_CLOUDIQ_CLIENT_ID, DEMO_CLOUDIQ_CLIENT_SECRET)
+    state.add_user(DEMO_CLOUDIQ_USER, DEMO_CLOUDIQ_PASSWORD, first_name="Billing",
+                   last_name="Bot")  # fmt: skip
+    state.add_invoice_profile("Monthly")
+    state.add_invoice_profile("Annual", annual=True)
+    for part_number, name, family, rows in _PRICE_LIST:
+        for term, cycle, cost, retail in rows:
+            state.add_agreement_product(
+                part_number, name, term=term, billing_cycle=cycle, sales_price=cost,
+                retail_price=retail, family=family,
+                unit="Usage" if term is None else "Licenses",
+            )  # fmt: skip
+    for demo in _TENANTS:
+        tenant = state.add_tenant(demo.name, demo.domain, reference=demo.reference)
+        for wanted in demo.subscriptions:
+            subscription = state.add_subscription(
+                tenant.id, wanted.part_number, wanted.quantity, start_on=wanted.start_on,
+                term=wanted.term, billing_cycle=wanted.billing_cycle, is_trial=wanted.is_trial,
+            )  # fmt: skip
+            for on, quantity in wanted.changes:
+                state.set_quantity(subscription.id, quantity, on=on)
+            for category, meter, unit, cost, retail, used in demo.usage * (wanted.term is None):
+                for month, quantity_used in zip((_SEP, _OCT), used, strict=True):
+                    state.add_usage(
+                        subscription.id, year=month.year, month=month.month, category=category,
+                        meter=meter, unit=unit, quantity=quantity_used, unit_price=cost,
+                        retail_unit_price=retail,
+                    )  # fmt: skip
+    state.close_month(2026, 9)
+    state.close_month(2026, 10)
     return state
