@@ -64,7 +64,8 @@ def guard_message(seats: SeatTotals, *, max_decrease_percent: Decimal,
     """Why the plan looks like a vendor glitch rather than real change, or None."""
     limit = max_decrease_percent
     reasons = []
-    if seats.decrease_percent > limit:
+    # Compare exactly; the rounded percentage is for people only.
+    if (seats.before - seats.after) * 100 > limit * seats.before:
         reasons.append(f"billed seats would drop {seats.decrease_percent}% "
                        f"({seats.before} → {seats.after}), more than the {limit}% allowed")
     if len(seats.zeroed_customers) > max_zeroed_customers:
@@ -117,7 +118,8 @@ def _run(app: App, report: RunReport, *, force: bool) -> None:
     snapshot = source.fetch()
     with app.store.transaction() as tx:
         rows = tx.list_vendor_customers(vendor)
-        managed_products = {p.sku: p for p in tx.list_managed_products(vendor)}
+        every_product = tx.list_managed_products()
+        managed_products = {p.sku: p for p in every_product if p.vendor == vendor}
         managed_lines = tx.list_managed_lines(vendor=vendor)
         all_line_ids = frozenset(line.syncro_line_id for line in tx.list_managed_lines())
     report.refresh = plan_refresh(vendor, rows, snapshot.customers, utc_now())
@@ -126,10 +128,13 @@ def _run(app: App, report: RunReport, *, force: bool) -> None:
     products = app.syncro.list_products()
     schedules = _read_schedules(app, rows, managed_lines)
     rules = ProductRules(app.settings.products.prefix, app.settings.products.new_products_taxable)
-    product_changes, targets = plan_products(snapshot.products, managed_products, products, rules)
+    product_changes, targets = plan_products(
+        snapshot.products, managed_products, products, rules,
+        owned_elsewhere=frozenset(p.syncro_product_id for p in every_product
+                                  if p.vendor != vendor))
     line_changes, notices, seats = plan_lines(LineInputs(
         mappings=rows, usages=snapshot.usages,
-        skipped=frozenset((c, "") for c in snapshot.customers_with_problems()),
+        skipped=snapshot.customers_with_problems(),
         products=targets, managed_lines=managed_lines, all_managed_line_ids=all_line_ids,
         schedules=schedules))
     report.plan = Plan(vendor, (*product_changes, *line_changes),

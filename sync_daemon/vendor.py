@@ -91,6 +91,7 @@ class SourceProblem:
     message: str
     customer_id: str | None = None
     customer: str | None = None
+    billing_motion: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,9 +110,10 @@ class Snapshot:
     statements: tuple[Statement, ...] = ()
     charges: tuple[Charge, ...] = ()
 
-    def customers_with_problems(self) -> frozenset[str]:
-        """Ids of customers whose data was unusable this pass."""
-        return frozenset(p.customer_id for p in self.problems if p.customer_id is not None)
+    def customers_with_problems(self) -> frozenset[tuple[str, str]]:
+        """(id, billing motion) of customers whose data was unusable this pass."""
+        return frozenset((p.customer_id, p.billing_motion) for p in self.problems
+                         if p.customer_id is not None)
 
 
 class VendorSource(Protocol):

@@ -65,13 +65,16 @@ def plan_lines(inputs: LineInputs) -> tuple[list[LineChange], list[Notice], Seat
     notices: list[Notice] = []
     usages = _usages_by_customer(inputs.usages)
     managed = _managed_by_customer(inputs.managed_lines)
+    # Lines already owned, plus those adopted below: two customers on one recurring invoice
+    # must never both take over the same line.
+    claimed = set(inputs.all_managed_line_ids)
     for mapping in sorted(inputs.mappings, key=lambda m: (m.name.casefold(), m.vendor_customer_id)):
         key = (mapping.vendor_customer_id, mapping.billing_motion)
         if key in inputs.skipped:
             continue
         ref = CustomerRef(mapping.vendor_customer_id, mapping.name,
                           mapping.psa_customer_name or "", mapping.billing_motion)
-        planner = _CustomerPlanner(inputs, mapping, ref, managed.get(key, []))
+        planner = _CustomerPlanner(inputs, mapping, ref, managed.get(key, []), claimed)
         if mapping.status == "not_mapped":
             notices.append(Notice("warning", "unmapped", "not mapped: nothing billed",
                                   customer=mapping.name))
@@ -125,11 +128,12 @@ class _CustomerPlanner:
     """Plans one mapped customer's lines (kept as a class only to share its inputs)."""
 
     def __init__(self, inputs: LineInputs, mapping: VendorCustomer, ref: CustomerRef,
-                 managed: Sequence[ManagedLine]) -> None:
+                 managed: Sequence[ManagedLine], claimed: set[int]) -> None:
         self.inputs = inputs
         self.mapping = mapping
         self.ref = ref
         self.managed = managed
+        self.claimed = claimed
 
     def plan(self, usages: Sequence[Usage]) -> tuple[list[LineChange], list[Notice]]:
         schedule_id = self.mapping.schedule_id
@@ -246,9 +250,10 @@ class _CustomerPlanner:
              gone: ManagedLine | None) -> list[LineChange]:
         adoptable = [line for line in schedule.lines
                      if target.product_id is not None and line.product_id == target.product_id
-                     and line.id not in self.inputs.all_managed_line_ids]
+                     and line.id not in self.claimed]
         if adoptable:
             line = min(adoptable, key=lambda candidate: candidate.id)
+            self.claimed.add(line.id)
             changes: list[LineChange] = [AdoptLine(
                 self.ref, schedule.id, line.id, sku, target.product_id or 0, line.quantity,
                 line.retail, line.cost, target.retail, target.cost,

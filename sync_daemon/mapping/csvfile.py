@@ -32,7 +32,8 @@ class ImportRejectedError(UsageError):
 def export_rows(rows: Sequence[VendorCustomer]) -> str:
     """The rows as CSV text with a header line."""
     out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
+    # RFC 4180 line ends: a lone CR inside a name is then quoted, not taken for a line end.
+    writer = csv.writer(out, lineterminator="\r\n")
     writer.writerow(COLUMNS)
     for r in rows:
         writer.writerow([r.vendor, r.vendor_customer_id, r.billing_motion, r.name,
@@ -65,8 +66,17 @@ def parse_import(
     problems: list[str] = []
     result: list[VendorCustomer] = []
     seen: set[tuple[str, str]] = set()
-    for number, line in enumerate(reader, start=2):
-        where = f"line {number}"
+    lines = iter(reader)
+    while True:
+        try:
+            line = next(lines)
+        except StopIteration:
+            break
+        except csv.Error as exc:
+            problems.append(f"line {reader.line_num}: unreadable CSV: {exc}")
+            break
+        # The line where the record started: quoted fields may span several lines.
+        where = f"line {reader.line_num - _extra_lines(line)}"
         try:
             row = _row(line, vendor=vendor, existing=existing, customers=by_id,
                        schedules=schedule_by_id, seen=seen)
@@ -104,6 +114,10 @@ def _row(
     schedule_id = _int(cell("schedule_id"), "schedule_id")
     minimum = _int(cell("minimum"), "minimum") if "minimum" in line else None
     included = _int(cell("included"), "included") if "included" in line else None
+    unchanged = (customer_id, schedule_id) == (row.psa_customer_id, row.schedule_id)
+    if unchanged and row.status == "detached":
+        # Re-importing an export must not revive a customer the vendor no longer reports.
+        return dataclasses.replace(row, minimum=minimum, included=included)
     if customer_id is None and schedule_id is None:
         return dataclasses.replace(row, status="not_mapped", psa_customer_id=None,
                                    psa_customer_name=None, schedule_id=None, minimum=None,
@@ -120,6 +134,11 @@ def _row(
     return dataclasses.replace(row, status="mapped", psa_customer_id=customer.id,
                                psa_customer_name=customer.display_name, schedule_id=schedule_id,
                                minimum=minimum, included=included)
+
+
+def _extra_lines(line: dict[str, str | None]) -> int:
+    """Line breaks inside the record's quoted fields."""
+    return sum((value or "").count("\n") for value in line.values() if isinstance(value, str))
 
 
 def _int(text: str, column: str) -> int | None:

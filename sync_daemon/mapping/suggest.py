@@ -52,10 +52,12 @@ class Suggestion:
 
 
 def normalise(name: str) -> str:
-    """Lower-case words without accents, punctuation or legal suffixes."""
-    text = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode().casefold()
+    """Case-folded words without accents, punctuation or legal-form words."""
+    # Drop accents only: letters of every script stay, and casefold turns ß into ss.
+    decomposed = unicodedata.normalize("NFKD", name)
+    text = "".join(c for c in decomposed if not unicodedata.combining(c)).casefold()
     text = text.replace("&", " and ")
-    words = [w for w in re.split(r"[^a-z0-9]+", text) if w and w not in NOISE]
+    words = [w for w in re.split(r"[\W_]+", text) if w and w not in NOISE]
     return " ".join(words)
 
 
@@ -132,12 +134,12 @@ def suggest(
 
 def _demote_shared_targets(found: list[Suggestion]) -> list[Suggestion]:
     """Two vendor customers pointing at one Syncro customer need a person: not high."""
-    targets: dict[int, int] = {}
+    targets: dict[int, set[str]] = {}
     for s in found:
-        targets[s.psa_customer_id] = targets.get(s.psa_customer_id, 0) + 1
+        targets.setdefault(s.psa_customer_id, set()).add(s.vendor_customer_id)
     return [
         dataclasses.replace(s, confidence="medium",
                             reasons=(*s.reasons, "another vendor customer matches it too"))
-        if s.confidence == "high" and targets[s.psa_customer_id] > 1 else s
+        if s.confidence == "high" and len(targets[s.psa_customer_id]) > 1 else s
         for s in found
     ]

@@ -24,12 +24,13 @@ def find_one(items: Sequence[T], text: str, *, what: str, ident: Callable[[T], s
     if len(by_id) == 1:
         return by_id[0]
     wanted = text.strip().casefold()
-    by_name = [item for item in items if name(item).casefold() == wanted]
+    by_name = by_id or [item for item in items if name(item).casefold() == wanted]
     if len(by_name) == 1:
         return by_name[0]
     if by_name:
-        listed = "; ".join(f"{name(i)} (id {ident(i)})" for i in by_name)
-        raise UsageError(f"{what} {text!r} is ambiguous: {listed}. Use the id.")
+        listed = "; ".join(f"{name(i)} (id {ident(i)}{_motion(i)})" for i in by_name)
+        hint = "use --billing-motion" if by_id else "use the id"
+        raise UsageError(f"{what} {text!r} is ambiguous: {listed}; {hint}")
     close = [i for i in items if wanted and wanted in name(i).casefold()][:10]
     hint = ("; did you mean: " + "; ".join(f"{name(i)} (id {ident(i)})" for i in close)
             if close else "")
@@ -105,6 +106,11 @@ def select(rows: Sequence[VendorCustomer], *, status: str | None = None,
                                    r.name.casefold()),
     }
     return sorted(chosen, key=keys[sort])
+
+
+def _motion(item: object) -> str:
+    motion = getattr(item, "billing_motion", "")
+    return f", billing motion {motion}" if motion else ""
 
 
 def _listing(schedules: Sequence[Schedule]) -> str:

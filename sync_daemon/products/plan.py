@@ -48,6 +48,8 @@ def plan_products(
     managed: Mapping[str, ManagedProduct],
     syncro_products: Sequence[Product],
     rules: ProductRules,
+    *,
+    owned_elsewhere: frozenset[int] = frozenset(),
 ) -> tuple[list[ProductChange], dict[str, ProductTarget]]:
     """Changes that make Syncro hold one current product per wanted SKU.
 
@@ -56,6 +58,7 @@ def plan_products(
         managed: the daemon's products of this vendor, by SKU.
         syncro_products: every product in Syncro (disabled ones included).
         rules: naming and taxability.
+        owned_elsewhere: products another vendor manages; never adopted here.
 
     Returns:
         The changes, and for each wanted SKU the product its lines should use.
@@ -64,7 +67,7 @@ def plan_products(
     by_name: dict[str, list[Product]] = {}
     for product in syncro_products:
         by_name.setdefault(product.name, []).append(product)
-    owned_ids = {m.syncro_product_id for m in managed.values()}
+    owned_ids = {m.syncro_product_id for m in managed.values()} | owned_elsewhere
 
     changes: list[ProductChange] = []
     targets: dict[str, ProductTarget] = {}

@@ -300,7 +300,7 @@ def apply_products(changes: Sequence[ProductChange], managed: Mapping[str, Manag
     return owned, list(by_id.values())
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=50, deadline=None, database=None)
 @given(product_worlds())
 def test_planning_products_twice_plans_nothing_the_second_time(
         world: tuple[list[SourceProduct], dict[str, ManagedProduct], list[Product]]) -> None:
@@ -316,7 +316,7 @@ def test_planning_products_twice_plans_nothing_the_second_time(
     assert len(product_ids) == len(set(product_ids)), "a product is owned by two SKUs"
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=50, deadline=None, database=None)
 @given(product_worlds())
 def test_products_touch_only_wanted_skus_and_never_another_skus_product(
         world: tuple[list[SourceProduct], dict[str, ManagedProduct], list[Product]]) -> None:

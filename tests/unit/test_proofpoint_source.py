@@ -225,7 +225,7 @@ def test_an_unpriced_package_is_a_problem_never_a_guess(build: Make) -> None:
         customer_id="2", customer="Northwind"),)
     assert [u.customer_id for u in snapshot.usages] == ["1"]
     assert [p.sku for p in snapshot.products] == ["PPE-BUSINESS"]
-    assert snapshot.customers_with_problems() == {"2"}
+    assert snapshot.customers_with_problems() == {("2", "")}
 
 
 # ----------------------------------------------------------------------------- counts
