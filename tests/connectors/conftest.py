@@ -1,10 +1,12 @@
 """vcrpy set-up for the connector tests: cassettes pinned from the reference, never recorded.
 
 How the cassettes were written: by hand, from `shared/reference/syncro-api.md`,
-`shared/reference/vendor-apis.md` §A (Proofpoint) and `shared/reference/assumed-shapes.md` §1-§2
-(where assumed-shapes speaks, it fixes the shape), not recorded from our sandbox. The point is
-that a client is never tested only against our own emulation of the vendor. Each cassette
-opens with a YAML comment naming the reference sections it follows and the scenario it plays;
+`shared/reference/vendor-apis.md` §A (Proofpoint) and §C (Cloud-iQ) and
+`shared/reference/assumed-shapes.md` §1-§3 (where assumed-shapes speaks, it fixes the shape), not
+recorded from our sandbox. The point is that a client is never tested only against our own
+emulation of the vendor. Each cassette opens with a YAML comment naming the reference sections
+it follows and the scenario it plays (a Cloud-iQ records file is base64, §3.7: the comment also
+lists the records it decodes to);
 field lists are the reference's full lists plus a few extra fields the reference does not name,
 because the client must ignore unknown fields. Bodies are pretty-printed for review (the client
 does not depend on whitespace); ids, money types and timestamps follow the reference (ISO 8601
@@ -16,9 +18,15 @@ filters below replace the token (header, `api_key` query parameter, body) with a
 drop cookies before anything is written; the cassettes hold only `Bearer <SYNCRO_API_TOKEN>`.
 Proofpoint's login travels in `X-User` / `X-Password` (vendor-apis.md §A.2): both headers, and
 their values wherever else they appear, become `<PROOFPOINT_USER>` / `<PROOFPOINT_PASSWORD>`.
+Cloud-iQ (vendor-apis.md §C.3, assumed-shapes.md §3) sends `Authorization: Basic <client>` to its
+token endpoint and `Bearer <token>` elsewhere: they become `Basic <CLOUDIQ_CLIENT>` and
+`Bearer <CLOUDIQ_ACCESS_TOKEN>`; the form fields `username`, `password` and `refresh_token` and the
+token JSON's `AccessToken`, `RefreshToken`, `IdentityToken` (and the token `/me` echoes) become
+placeholders of their own (`TokenType` is not a secret and stays).
 
-Requests match on method, scheme, host, path and query, plus the JSON body: bodies compare as
-parsed JSON with types kept apart (`5` is not `"5"`, `true` is not `1`, `5.50` equals `5.5`).
+Requests match on method, scheme, host, path and query, plus the body: JSON bodies compare as
+parsed JSON with types kept apart (`5` is not `"5"`, `true` is not `1`, `5.50` equals `5.5`), form
+bodies as their fields in any order.
 """
 
 from __future__ import annotations
@@ -31,6 +39,7 @@ from collections.abc import Mapping
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl, urlencode
 
 import httpx
 import pytest
@@ -49,20 +58,73 @@ PROOFPOINT_PASSWORD_PLACEHOLDER = "<PROOFPOINT_PASSWORD>"
 # Where a live Proofpoint login would come from when re-recording.
 PROOFPOINT_USER_ENVIRONMENT = ("PROOFPOINT_USER", "SYNC_DAEMON_PROOFPOINT__USERNAME")
 PROOFPOINT_PASSWORD_ENVIRONMENT = ("PROOFPOINT_PASSWORD", "SYNC_DAEMON_PROOFPOINT__PASSWORD")
+CLOUDIQ_HOSTS = frozenset({"api.crayon.com"})
+CLOUDIQ_CLIENT_PLACEHOLDER = "<CLOUDIQ_CLIENT>"  # base64 of client id:secret in Basic auth
+CLOUDIQ_CLIENT_ID_PLACEHOLDER = "<CLOUDIQ_CLIENT_ID>"
+CLOUDIQ_CLIENT_SECRET_PLACEHOLDER = "<CLOUDIQ_CLIENT_SECRET>"
+CLOUDIQ_USER_PLACEHOLDER = "<CLOUDIQ_USER>"
+CLOUDIQ_PASSWORD_PLACEHOLDER = "<CLOUDIQ_PASSWORD>"
+CLOUDIQ_ACCESS_TOKEN_PLACEHOLDER = "<CLOUDIQ_ACCESS_TOKEN>"
+CLOUDIQ_REFRESH_TOKEN_PLACEHOLDER = "<CLOUDIQ_REFRESH_TOKEN>"
+CLOUDIQ_IDENTITY_TOKEN_PLACEHOLDER = "<CLOUDIQ_IDENTITY_TOKEN>"
+CLOUDIQ_BASIC_PLACEHOLDER = f"Basic {CLOUDIQ_CLIENT_PLACEHOLDER}"
+CLOUDIQ_BEARER_PLACEHOLDER = f"Bearer {CLOUDIQ_ACCESS_TOKEN_PLACEHOLDER}"
+# Where a live Cloud-iQ login would come from when re-recording.
+CLOUDIQ_ENVIRONMENT = (
+    (("CLOUDIQ_CLIENT_ID", "SYNC_DAEMON_CLOUDIQ__CLIENT_ID"), CLOUDIQ_CLIENT_ID_PLACEHOLDER),
+    (("CLOUDIQ_CLIENT_SECRET", "SYNC_DAEMON_CLOUDIQ__CLIENT_SECRET"),
+     CLOUDIQ_CLIENT_SECRET_PLACEHOLDER),
+    (("CLOUDIQ_USER", "SYNC_DAEMON_CLOUDIQ__USERNAME"), CLOUDIQ_USER_PLACEHOLDER),
+    (("CLOUDIQ_PASSWORD", "SYNC_DAEMON_CLOUDIQ__PASSWORD"), CLOUDIQ_PASSWORD_PLACEHOLDER),
+)
 # Every secret's environment variables and the placeholder that replaces its value.
 SECRET_ENVIRONMENT = (
     (TOKEN_ENVIRONMENT, TOKEN_PLACEHOLDER),
     (PROOFPOINT_USER_ENVIRONMENT, PROOFPOINT_USER_PLACEHOLDER),
     (PROOFPOINT_PASSWORD_ENVIRONMENT, PROOFPOINT_PASSWORD_PLACEHOLDER),
+    *CLOUDIQ_ENVIRONMENT,
 )
-# Request headers that carry a credential, and what cassettes hold instead.
+
+
+def authorization_placeholder(key: str, value: str, request: Request) -> str:
+    """What a cassette holds instead of an `Authorization` value.
+
+    Cloud-iQ's token endpoint takes the client in `Basic` and its API a `Bearer` token; every
+    other host is Syncro's bearer token.
+    """
+    if request.host in CLOUDIQ_HOSTS:
+        scheme = value.split(" ", 1)[0].lower()
+        return CLOUDIQ_BASIC_PLACEHOLDER if scheme == "basic" else CLOUDIQ_BEARER_PLACEHOLDER
+    return AUTH_PLACEHOLDER
+
+
+# Request headers that carry a credential, and what cassettes hold instead (a string, or a
+# function of the header's name, value and request, as vcrpy's `filter_headers` accepts).
 SECRET_HEADERS = (
-    ("authorization", AUTH_PLACEHOLDER),
+    ("authorization", authorization_placeholder),
     ("x-user", PROOFPOINT_USER_PLACEHOLDER),
     ("x-password", PROOFPOINT_PASSWORD_PLACEHOLDER),
 )
 # JSON keys whose values are secrets whatever they look like.
 SECRET_KEY = re.compile(r"token|password|secret|api_key", re.IGNORECASE)
+# Secret JSON keys with a placeholder of their own, spelled exactly (Cloud-iQ's PascalCase token
+# JSON and the token its `GET /me` echoes), and keys that look secret but are not.
+SECRET_KEY_PLACEHOLDERS = {
+    "AccessToken": CLOUDIQ_ACCESS_TOKEN_PLACEHOLDER,
+    "RefreshToken": CLOUDIQ_REFRESH_TOKEN_PLACEHOLDER,
+    "IdentityToken": CLOUDIQ_IDENTITY_TOKEN_PLACEHOLDER,
+    "Token": CLOUDIQ_ACCESS_TOKEN_PLACEHOLDER,
+}
+NOT_SECRET_KEYS = frozenset({"TokenType"})
+# Form fields (Cloud-iQ's token requests) whose values are secrets.
+SECRET_FORM_FIELDS = {
+    "username": CLOUDIQ_USER_PLACEHOLDER,
+    "password": CLOUDIQ_PASSWORD_PLACEHOLDER,
+    "refresh_token": CLOUDIQ_REFRESH_TOKEN_PLACEHOLDER,
+    "client_id": CLOUDIQ_CLIENT_ID_PLACEHOLDER,
+    "client_secret": CLOUDIQ_CLIENT_SECRET_PLACEHOLDER,
+}
+FORM = "application/x-www-form-urlencoded"
 DROPPED_RESPONSE_HEADERS = frozenset({"set-cookie"})
 
 
@@ -80,19 +142,41 @@ def _scrub_text(text: str) -> str:
     return text
 
 
+def _json_placeholder(key: str) -> str | None:
+    """The placeholder for a JSON value under `key`, None when it is not a secret."""
+    if key in NOT_SECRET_KEYS:
+        return None
+    if key in SECRET_KEY_PLACEHOLDERS:
+        return SECRET_KEY_PLACEHOLDERS[key]
+    return TOKEN_PLACEHOLDER if SECRET_KEY.search(key) else None
+
+
 def _scrub_json(value: Any) -> Any:
     if isinstance(value, Mapping):
-        return {k: TOKEN_PLACEHOLDER if SECRET_KEY.search(k) and isinstance(v, str)
+        return {k: placeholder if isinstance(v, str) and (placeholder := _json_placeholder(k))
                 else _scrub_json(v) for k, v in value.items()}
     if isinstance(value, list):
         return [_scrub_json(v) for v in value]
     return value
 
 
-def _scrub_body(body: bytes | str | None) -> bytes | str | None:
+def _is_form(headers: Mapping[str, Any]) -> bool:
+    value = headers.get("Content-Type") or ""
+    return str(value[0] if isinstance(value, list) else value).startswith(FORM)
+
+
+def _scrub_form(text: str) -> str:
+    """A form body with its secret fields replaced; placeholders are written unescaped."""
+    fields = [(k, SECRET_FORM_FIELDS.get(k, v)) for k, v in parse_qsl(text, keep_blank_values=True)]
+    return urlencode(fields, safe="<>")
+
+
+def _scrub_body(body: bytes | str | None, *, form: bool = False) -> bytes | str | None:
     if not body:
         return body
     text = body.decode("utf-8", "replace") if isinstance(body, bytes) else body
+    if form:
+        text = _scrub_form(text)
     try:
         parsed = json.loads(text, parse_float=Decimal)
     except ValueError:
@@ -112,10 +196,12 @@ def scrub_request(request: Request) -> Request:
     catches a secret in a URL or body and the bare `Authorization: <token>` form.
     """
     request.uri = _scrub_text(request.uri)
-    request.body = _scrub_body(request.body)
+    request.body = _scrub_body(request.body, form=_is_form(request.headers))
     for header, placeholder in SECRET_HEADERS:
         if header in request.headers:  # vcrpy's headers are case-insensitive
-            request.headers[header] = placeholder
+            request.headers[header] = (
+                placeholder(key=header, value=request.headers[header], request=request)
+                if callable(placeholder) else placeholder)
     return request
 
 
@@ -150,6 +236,9 @@ def _parsed_body(request: Request) -> Any:
     body = request.body
     if body is None or body in (b"", ""):
         return None
+    if _is_form(request.headers):
+        text = body.decode() if isinstance(body, bytes) else body
+        return ("form", tuple(sorted(parse_qsl(text, keep_blank_values=True))))
     try:
         return _typed(json.loads(body, parse_float=Decimal))
     except ValueError:
@@ -157,10 +246,10 @@ def _parsed_body(request: Request) -> Any:
 
 
 def json_body(r1: Request, r2: Request) -> None:
-    """vcrpy matcher: the bodies are the same JSON value, types included."""
+    """vcrpy matcher: the bodies are the same JSON value (types included) or the same form."""
     first, second = _parsed_body(r1), _parsed_body(r2)
     if first != second:
-        raise AssertionError(f"JSON bodies differ: {r1.body!r} != {r2.body!r}")
+        raise AssertionError(f"bodies differ: {r1.body!r} != {r2.body!r}")
 
 
 def make_vcr() -> vcr.VCR:
@@ -188,6 +277,12 @@ def syncro_vcr() -> vcr.VCR:
 @pytest.fixture
 def proofpoint_vcr() -> vcr.VCR:
     """vcrpy in playback-only mode over `cassettes/`, for the Proofpoint cassettes."""
+    return make_vcr()
+
+
+@pytest.fixture
+def cloudiq_vcr() -> vcr.VCR:
+    """vcrpy in playback-only mode over `cassettes/`, for the Cloud-iQ cassettes."""
     return make_vcr()
 
 
