@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from sync_daemon.connectors.cloudiq import CloudiqSource
 from sync_daemon.connectors.proofpoint import ProofpointSource
 from sync_daemon.connectors.syncro import SyncroClient
 from sync_daemon.errors import ConfigError
@@ -48,6 +49,8 @@ class App:
         found = []
         if self.settings.proofpoint is not None and self.settings.proofpoint.enabled:
             found.append("proofpoint")
+        if self.settings.cloudiq is not None and self.settings.cloudiq.enabled:
+            found.append("cloudiq")
         return found
 
     def source(self, vendor: str) -> VendorSource:
@@ -56,10 +59,18 @@ class App:
             if vendor == "proofpoint" and self.settings.proofpoint is not None:
                 self._sources[vendor] = ProofpointSource(self.settings.proofpoint,
                                                          max_attempts=self.max_attempts)
+            elif vendor == "cloudiq" and self.settings.cloudiq is not None:
+                self._sources[vendor] = CloudiqSource(
+                    self.settings.cloudiq, is_applied=self._statement_applied,
+                    max_attempts=self.max_attempts)
             else:
                 raise ConfigError(f"{self.config_path}: vendor {vendor!r} is not configured "
                                   f"(no [{vendor}] section)")
         return self._sources[vendor]
+
+    def _statement_applied(self, statement_id: str) -> bool:
+        with self.store.transaction() as tx:
+            return tx.is_statement_applied("cloudiq", statement_id)
 
     def close(self) -> None:
         """Release connections."""

@@ -17,6 +17,7 @@ from sync_daemon.connectors.syncro import LineDraft, Product, ProductDraft, Sync
 from sync_daemon.errors import RejectedError
 from sync_daemon.logs import get_logger
 from sync_daemon.plan import (
+    AddCharge,
     AdoptLine,
     AdoptProduct,
     Change,
@@ -139,6 +140,29 @@ class Applier:
                 self.syncro.delete_schedule_line(change.schedule_id, change.line_id)
                 line_id = change.line_id
                 return f"line:{line_id}", lambda tx: _forget_line(tx, line_id)
+            case AddCharge():
+                line_id = self._add_charge(change)
+                key = change.key
+                return f"line:{line_id}", lambda tx: _settle(tx, key, line_id)
+
+    def _add_charge(self, change: AddCharge) -> int:
+        """Write-ahead: the intent is committed before the POST, settled after it."""
+        if change.existing_line_id is not None:
+            return change.existing_line_id
+        product_id = change.product_id or self.product_ids.get(change.sku)
+        if product_id is None:
+            raise RejectedError(f"{change.sku}: its product could not be created", status=0)
+        with self.store.transaction() as tx:
+            tx.begin_intent(change.key, self.run_id, "charge", {
+                "schedule_id": change.schedule_id, "name": change.name,
+                "statement_id": change.statement_id, "total": str(change.total)})
+        line = self.syncro.create_schedule_line(
+            change.schedule_id,
+            LineDraft(product_id=product_id, name=change.name, quantity=change.quantity,
+                      retail=change.retail, cost=change.cost, taxable=change.taxable,
+                      description=change.name, one_time_charge=True),
+            known_line_ids=change.known_line_ids)
+        return line.id
 
     def _own_product(self, sku: str, product_id: int, *, origin: Origin, name: str,
                      cost: Decimal | None, retail: Decimal | None) -> Record:
@@ -200,6 +224,10 @@ class Applier:
 
 def _forget_line(tx: StateTransaction, line_id: int) -> None:
     tx.delete_managed_line(line_id)
+
+
+def _settle(tx: StateTransaction, key: str, line_id: int) -> None:
+    tx.settle_intent(key, line_id)
 
 
 def _fields(change: Change) -> dict[str, str | None]:

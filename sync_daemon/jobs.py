@@ -12,14 +12,16 @@ from sync_daemon.app import App
 from sync_daemon.apply import Applied, Applier
 from sync_daemon.connectors.syncro import Product, Schedule
 from sync_daemon.errors import NotFoundError, SyncError
+from sync_daemon.invoices.charges import ChargeInputs, plan_charges
 from sync_daemon.invoices.plan import LineInputs, plan_lines
+from sync_daemon.invoices.statements import completed_statements, split_baseline
 from sync_daemon.logs import bind_run, get_logger, unbind_run
 from sync_daemon.mapping.refresh import Refresh, plan_refresh
 from sync_daemon.plan import Notice, Plan, SeatTotals
 from sync_daemon.products.plan import ProductRules, plan_products
-from sync_daemon.state import ManagedLine, VendorCustomer
+from sync_daemon.state import ManagedLine, ManagedProduct, VendorCustomer
 from sync_daemon.state.records import RunStatus, RunTrigger, utc_now
-from sync_daemon.vendor import Snapshot
+from sync_daemon.vendor import Snapshot, Statement
 
 log = get_logger()
 
@@ -112,33 +114,28 @@ def run_vendor(app: App, vendor: str, *, dry_run: bool = False, force: bool = Fa
     return report
 
 
-def _run(app: App, report: RunReport, *, force: bool) -> None:
-    vendor = report.vendor
-    source = app.source(vendor)
-    snapshot = source.fetch()
-    with app.store.transaction() as tx:
-        rows = tx.list_vendor_customers(vendor)
-        every_product = tx.list_managed_products()
-        managed_products = {p.sku: p for p in every_product if p.vendor == vendor}
-        managed_lines = tx.list_managed_lines(vendor=vendor)
-        all_line_ids = frozenset(line.syncro_line_id for line in tx.list_managed_lines())
-    report.refresh = plan_refresh(vendor, rows, snapshot.customers, utc_now())
-    rows = _after_refresh(rows, report.refresh)
+@dataclass(frozen=True, slots=True)
+class _Reads:
+    """Everything a pass reads before planning: the vendor, the state, Syncro."""
 
-    products = app.syncro.list_products()
-    schedules = _read_schedules(app, rows, managed_lines)
-    rules = ProductRules(app.settings.products.prefix, app.settings.products.new_products_taxable)
-    product_changes, targets = plan_products(
-        snapshot.products, managed_products, products, rules,
-        owned_elsewhere=frozenset(p.syncro_product_id for p in every_product
-                                  if p.vendor != vendor))
-    line_changes, notices, seats = plan_lines(LineInputs(
-        mappings=rows, usages=snapshot.usages,
-        skipped=snapshot.customers_with_problems(),
-        products=targets, managed_lines=managed_lines, all_managed_line_ids=all_line_ids,
-        schedules=schedules))
-    report.plan = Plan(vendor, (*product_changes, *line_changes),
-                       (*_problem_notices(snapshot), *notices), seats)
+    snapshot: Snapshot
+    rows: list[VendorCustomer]
+    managed_products: dict[str, ManagedProduct]
+    owned_elsewhere: frozenset[int]
+    managed_lines: list[ManagedLine]
+    all_line_ids: frozenset[int]
+    products: list[Product]
+    schedules: dict[int, Schedule | None]
+    statements: list[Statement]
+    baseline: list[Statement]
+    settled: frozenset[str]
+    pending: frozenset[str]
+
+
+def _run(app: App, report: RunReport, *, force: bool) -> None:
+    reads = _read(app, report)
+    report.plan = _plan(app, report.vendor, reads)
+    seats = report.plan.seats
     log.info("plan.computed", changes=len(report.plan.changes), seats_before=seats.before,
              seats_after=seats.after)
     for notice in report.plan.notices:
@@ -155,8 +152,90 @@ def _run(app: App, report: RunReport, *, force: bool) -> None:
         report.status = "stopped"
         log.error("sync.guard_stopped", reason=report.guard)
         return
+    assert report.refresh is not None
     _save_refresh(app, report.refresh)
-    _apply(app, report, {p.id: p for p in products})
+    _apply(app, report, {p.id: p for p in reads.products})
+    _record_statements(app, report, reads)
+
+
+def _read(app: App, report: RunReport) -> _Reads:
+    vendor = report.vendor
+    snapshot = app.source(vendor).fetch()
+    charge_keys = [c.key for c in snapshot.charges]
+    with app.store.transaction() as tx:
+        rows = tx.list_vendor_customers(vendor)
+        every_product = tx.list_managed_products()
+        managed_lines = tx.list_managed_lines(vendor=vendor)
+        all_line_ids = frozenset(line.syncro_line_id for line in tx.list_managed_lines())
+        intents = [i for i in (tx.get_intent(key) for key in charge_keys) if i is not None]
+        first_sync = bool(snapshot.statements) and not tx.has_applied_statements(vendor)
+    report.refresh = plan_refresh(vendor, rows, snapshot.customers, utc_now())
+    rows = _after_refresh(rows, report.refresh)
+    statements, baseline = split_baseline(snapshot.statements, first_sync=first_sync)
+    return _Reads(
+        snapshot=snapshot, rows=rows,
+        managed_products={p.sku: p for p in every_product if p.vendor == vendor},
+        owned_elsewhere=frozenset(p.syncro_product_id for p in every_product
+                                  if p.vendor != vendor),
+        managed_lines=managed_lines, all_line_ids=all_line_ids,
+        products=app.syncro.list_products(),
+        schedules=_read_schedules(app, rows, managed_lines),
+        statements=statements, baseline=baseline,
+        settled=frozenset(i.key for i in intents if i.status == "settled"),
+        pending=frozenset(i.key for i in intents if i.status == "pending"),
+    )
+
+
+def _plan(app: App, vendor: str, reads: _Reads) -> Plan:
+    """Products, then recurring lines, then one-time charges: a pure function of the reads."""
+    snapshot = reads.snapshot
+    taxable = app.settings.products.new_products_taxable
+    if vendor == "cloudiq" and app.settings.cloudiq is not None:
+        taxable = app.settings.cloudiq.new_products_taxable
+    product_changes, targets = plan_products(
+        snapshot.products, reads.managed_products, reads.products,
+        ProductRules(app.settings.products.prefix, taxable),
+        owned_elsewhere=reads.owned_elsewhere)
+    skipped = snapshot.customers_with_problems()
+    line_changes, line_notices, seats = plan_lines(LineInputs(
+        mappings=reads.rows, usages=snapshot.usages, skipped=skipped, products=targets,
+        managed_lines=reads.managed_lines, all_managed_line_ids=reads.all_line_ids,
+        schedules=reads.schedules))
+    applying = {s.id for s in reads.statements}
+    charge_changes, charge_notices = plan_charges(ChargeInputs(
+        mappings=reads.rows, skipped=skipped, products=targets, schedules=reads.schedules,
+        charges=[c for c in snapshot.charges if c.statement_id in applying],
+        settled=reads.settled, pending=reads.pending))
+    notices = [*_problem_notices(snapshot), *line_notices, *charge_notices]
+    if reads.baseline:
+        notices.append(Notice(
+            "warning", "baseline",
+            f"first sync: {len(reads.baseline)} older statement(s) recorded as already billed "
+            f"without their one-time charges ({', '.join(s.id for s in reads.baseline)})"))
+    return Plan(vendor, (*product_changes, *line_changes, *charge_changes), tuple(notices),
+                seats)
+
+
+def _record_statements(app: App, report: RunReport, reads: _Reads) -> None:
+    """Record the statements this pass finished (and the first sync's baseline) as applied.
+
+    Exactly-once billing does not depend on this record: every charge has its own settled
+    write-ahead intent. The record stops later passes from reading the statement again.
+    """
+    with app.store.transaction() as tx:
+        settled = {key for key in (c.key for c in reads.snapshot.charges)
+                   if (intent := tx.get_intent(key)) is not None and intent.status == "settled"}
+        done = completed_statements(
+            reads.statements, reads.snapshot.charges,
+            mapped={(r.vendor_customer_id, r.billing_motion) for r in reads.rows
+                    if r.status == "mapped"},
+            skipped=reads.snapshot.customers_with_problems(), settled=settled)
+        for statement in [*reads.baseline, *done]:
+            tx.mark_statement_applied(report.vendor, statement.id, report.run_id)
+    for statement in reads.statements:
+        if statement not in done:
+            log.warning("statement.kept_open", statement_id=statement.id,
+                        billing_motion=statement.billing_motion)
 
 
 def _apply(app: App, report: RunReport, products: dict[int, Product]) -> None:

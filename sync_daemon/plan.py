@@ -127,8 +127,37 @@ class DeleteLine:
     reason: str
 
 
+@dataclass(frozen=True, slots=True)
+class AddCharge:
+    """Add a one-time charge line for a vendor statement; `key` makes it land exactly once.
+
+    `existing_line_id` is set when an earlier, interrupted run already added the line: the
+    change then only records it.
+    """
+
+    customer: CustomerRef
+    schedule_id: int
+    key: str
+    statement_id: str
+    sku: str
+    product_id: int | None
+    name: str
+    kind: str
+    quantity: Decimal
+    retail: Decimal
+    cost: Decimal
+    taxable: bool
+    known_line_ids: tuple[int, ...]
+    existing_line_id: int | None = None
+
+    @property
+    def total(self) -> Decimal:
+        """What the customer is charged."""
+        return self.quantity * self.retail
+
+
 Change = CreateProduct | AdoptProduct | UpdateProductPrice | CreateLine | AdoptLine | UpdateLine \
-    | DeleteLine
+    | DeleteLine | AddCharge
 ProductChange = CreateProduct | AdoptProduct | UpdateProductPrice
 LineChange = CreateLine | AdoptLine | UpdateLine | DeleteLine
 
@@ -240,3 +269,8 @@ def describe(change: Change, *, target: str | None = None) -> list[FieldChange]:
             return [FieldChange("line.deleted", target or f"line:{change.line_id}",
                                 change.customer.label, change.sku,
                                 f"quantity {change.quantity_before:f}", None, change.reason)]
+        case AddCharge():
+            return [FieldChange("charge.added", target or f"schedule:{change.schedule_id}",
+                                change.customer.label, change.sku, None,
+                                f"{change.quantity:f} × {change.retail} = {change.total}",
+                                f"{change.name} [{change.key}]")]

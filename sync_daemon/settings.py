@@ -22,6 +22,7 @@ from pydantic import (
     Field,
     SecretStr,
     ValidationError,
+    field_validator,
 )
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
@@ -114,6 +115,42 @@ class ProofpointSettings(Section):
         return [self.base_url] if isinstance(self.base_url, str) else list(self.base_url)
 
 
+class CloudiqSettings(Section):
+    """`[cloudiq]`: Crayon Cloud-iQ, Microsoft CSP bought through Crayon.
+
+    `billing_motions` are invoice profile names (empty = every profile); `product_sync_mode`
+    `all` offers the whole price list as products, `in_use` only the SKUs on the statements read.
+    """
+
+    enabled: bool = True
+    base_url: HttpUrl = "https://api.crayon.com/api/v1"
+    client_id: str = Field(min_length=1)
+    client_secret: SecretStr = Field(min_length=1)
+    username: str = Field(min_length=1)
+    password: SecretStr = Field(min_length=1)
+    organization_id: int = Field(gt=0)
+    billing_motions: list[str] = Field(default_factory=list)
+    product_sync_mode: Literal["all", "in_use"] = "all"
+    sync_azure: bool = True
+    sync_annual: bool = True
+    new_products_taxable: bool = True
+    schedule: Cron = "0 5 * * *"
+    # Cloud-iQ documents no rate limit (vendor-apis.md §C.3); stay polite.
+    requests_per_minute: int = Field(default=120, gt=0, le=100_000)
+    timeout_s: float = Field(default=30.0, gt=0, le=600)
+
+    @field_validator("billing_motions")
+    @classmethod
+    def _distinct_motions(cls, value: list[str]) -> list[str]:
+        names = [name.strip() for name in value]
+        if any(not name for name in names):
+            raise ValueError("a billing motion (invoice profile name) must not be empty")
+        folded = [name.casefold() for name in names]
+        if len(set(folded)) != len(folded):
+            raise ValueError("a billing motion is listed twice")
+        return names
+
+
 class ProductsSettings(Section):
     """`[products]`: how the daemon names and creates Syncro products."""
 
@@ -144,6 +181,7 @@ class Settings(BaseSettings):
     products: ProductsSettings = ProductsSettings()
     safety: SafetySettings = SafetySettings()
     proofpoint: ProofpointSettings | None = None
+    cloudiq: CloudiqSettings | None = None
 
     @classmethod
     def settings_customise_sources(
@@ -162,6 +200,9 @@ class Settings(BaseSettings):
         found = [self.syncro.api_token.get_secret_value()]
         if self.proofpoint is not None:
             found.append(self.proofpoint.password.get_secret_value())
+        if self.cloudiq is not None:
+            found += [self.cloudiq.client_secret.get_secret_value(),
+                      self.cloudiq.password.get_secret_value()]
         return found
 
 

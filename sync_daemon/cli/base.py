@@ -71,7 +71,7 @@ def cli(ctx: click.Context, config_option: str | None) -> None:
 
 
 
-VENDOR = click.Choice(["proofpoint"])
+VENDOR = click.Choice(["proofpoint", "cloudiq"])
 FORMAT = click.Choice(["text", "json"])
 
 

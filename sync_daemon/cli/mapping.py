@@ -62,6 +62,8 @@ def list_(obj: Context, *, vendor: str, status: str | None, search: str | None, 
     else:
         columns = ["vendor_customer", "vendor_customer_id", "status", "psa_customer",
                    "schedule_id"]
+        if vendor == "cloudiq":  # a tenant is mapped once per billing motion
+            columns.insert(2, "billing_motion")
         print_table(columns, [[r[c] for c in columns] for r in rows],
                     empty="No vendor customers (run `sync-daemon mapping refresh` first).")
 

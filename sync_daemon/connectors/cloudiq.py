@@ -18,17 +18,14 @@ from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
-from typing import Annotated, Any, Literal, Protocol, TypeVar
+from typing import Annotated, Any, Protocol, TypeVar
 
 import httpx
 from pydantic import (
     BaseModel,
     BeforeValidator,
     ConfigDict,
-    Field,
-    SecretStr,
     ValidationError,
-    field_validator,
 )
 from pydantic.alias_generators import to_pascal
 
@@ -43,7 +40,7 @@ from sync_daemon.connectors.http import (
 )
 from sync_daemon.errors import ConfigError, InvariantError, NotFoundError, TransientError
 from sync_daemon.logs import get_logger
-from sync_daemon.settings import Cron, HttpUrl, Section
+from sync_daemon.settings import CloudiqSettings
 from sync_daemon.vendor import (
     Charge,
     Snapshot,
@@ -64,42 +61,6 @@ HISTORY_MONTHS = 13  # the current month and the twelve before it
 SEAT, USAGE, ONE_TIME = 1, 2, 3
 MONTHLY, ANNUAL = 1, 2
 MAX_SEATS = 1_000_000  # a seat count above this is corrupt data
-
-
-class CloudiqConfig(Section):
-    """`[cloudiq]`: Crayon Cloud-iQ, Microsoft CSP bought through Crayon.
-
-    `billing_motions` are invoice profile names (empty = every profile); `product_sync_mode`
-    `all` offers the whole price list as products, `in_use` only the SKUs on the statements read.
-    """
-
-    enabled: bool = True
-    base_url: HttpUrl = "https://api.crayon.com/api/v1"
-    client_id: str = Field(min_length=1)
-    client_secret: SecretStr = Field(min_length=1)
-    username: str = Field(min_length=1)
-    password: SecretStr = Field(min_length=1)
-    organization_id: int = Field(gt=0)
-    billing_motions: list[str] = Field(default_factory=list)
-    product_sync_mode: Literal["all", "in_use"] = "all"
-    sync_azure: bool = True
-    sync_annual: bool = True
-    new_products_taxable: bool = True
-    schedule: Cron = "0 5 * * *"
-    # Cloud-iQ documents no rate limit (vendor-apis.md §C.3); stay polite.
-    requests_per_minute: int = Field(default=120, gt=0, le=100_000)
-    timeout_s: float = Field(default=30.0, gt=0, le=600)
-
-    @field_validator("billing_motions")
-    @classmethod
-    def _distinct_motions(cls, value: list[str]) -> list[str]:
-        names = [name.strip() for name in value]
-        if any(not name for name in names):
-            raise ValueError("a billing motion (invoice profile name) must not be empty")
-        folded = [name.casefold() for name in names]
-        if len(set(folded)) != len(folded):
-            raise ValueError("a billing motion is listed twice")
-        return names
 
 
 # ---------------------------------------------------------------- records
@@ -1007,7 +968,7 @@ class CloudiqSource:
 
     def __init__(
         self,
-        config: CloudiqConfig,
+        config: CloudiqSettings,
         *,
         is_applied: Callable[[str], bool],
         client_factory: Callable[[], CloudiqApi] | None = None,

@@ -477,8 +477,9 @@ class SyncroClient:
         """Add a line, or find the one an earlier, unanswered attempt added.
 
         `known_line_ids` are the schedule's line ids read before planning: after an ambiguous
-        failure, a line of the same product that is not among them is the one that landed
-        (the run holds the vendor's lock, so nobody else adds the daemon's products).
+        failure, a line of the same product and name that is not among them is the one that
+        landed (the daemon's line names are unique per schedule: a product name, or a
+        one-time charge's name with its SKU, period and reason).
         """
         body: dict[str, Any] = {
             "product_id": draft.product_id, "name": draft.name, "quantity": draft.quantity,
@@ -495,7 +496,8 @@ class SyncroClient:
             except AmbiguousWriteError:
                 landed = [
                     line for line in self.get_schedule(schedule_id).lines
-                    if line.product_id == draft.product_id and line.id not in known_line_ids
+                    if line.product_id == draft.product_id and line.name == draft.name
+                    and line.id not in known_line_ids
                 ]
                 if landed:
                     log.info("syncro.create_recovered", kind="line", id=landed[0].id)

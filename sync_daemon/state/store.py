@@ -308,6 +308,11 @@ class StateTransaction:
         )
         return self._connection.execute(query).first() is not None
 
+    def has_applied_statements(self, vendor: str) -> bool:
+        """Whether any statement of this vendor was ever applied (else the next is the first)."""
+        query = select(applied_statements.c.run_id).filter_by(vendor=vendor).limit(1)
+        return self._connection.execute(query).first() is not None
+
     def mark_statement_applied(self, vendor: str, statement_id: str, run_id: str) -> bool:
         """Record a statement as applied by `run_id`; False when it already was."""
         row = {"vendor": vendor, "statement_id": statement_id, "run_id": run_id}

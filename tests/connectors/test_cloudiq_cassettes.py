@@ -31,8 +31,8 @@ from sync_daemon.connectors.cloudiq import (
     BillingRecord,
     BillingStatement,
     CloudiqClient,
-    CloudiqConfig,
     CloudiqLogin,
+    CloudiqSettings,
     CloudiqSource,
     CustomerTenant,
     InvoiceProfile,
@@ -233,7 +233,7 @@ def test_check_proves_the_token_the_organization_and_the_billing_motions(
     replay: Callable[[str], Replay],
 ) -> None:
     r = replay("check")
-    config = CloudiqConfig(client_id=CLIENT_ID, client_secret=CLIENT_SECRET, username=USERNAME,
+    config = CloudiqSettings(client_id=CLIENT_ID, client_secret=CLIENT_SECRET, username=USERNAME,
                            password=PASSWORD, organization_id=ORG, billing_motions=["monthly"])
     with CloudiqSource(config, is_applied=lambda _: False, client_factory=r.client) as source:
         text = source.check()
@@ -243,7 +243,7 @@ def test_check_proves_the_token_the_organization_and_the_billing_motions(
 
 def test_check_names_an_organization_that_does_not_exist(replay: Callable[[str], Replay]) -> None:
     r = replay("organization_not_found")
-    config = CloudiqConfig(client_id=CLIENT_ID, client_secret=CLIENT_SECRET, username=USERNAME,
+    config = CloudiqSettings(client_id=CLIENT_ID, client_secret=CLIENT_SECRET, username=USERNAME,
                            password=PASSWORD, organization_id=9999)
     source = CloudiqSource(config, is_applied=lambda _: False, client_factory=r.client)
     with pytest.raises(ConfigError, match=r"organization 9999 is unknown .*organization_id"):
@@ -378,7 +378,7 @@ def test_a_whole_fetch_turns_october_into_counts_charges_and_statements(
     replay: Callable[[str], Replay],
 ) -> None:
     r = replay("fetch_october")
-    config = CloudiqConfig(client_id=CLIENT_ID, client_secret=CLIENT_SECRET, username=USERNAME,
+    config = CloudiqSettings(client_id=CLIENT_ID, client_secret=CLIENT_SECRET, username=USERNAME,
                            password=PASSWORD, organization_id=ORG)
     source = CloudiqSource(config, is_applied=lambda statement_id: statement_id == "870101",
                            client_factory=r.client, today=lambda: date(2026, 11, 23))

@@ -446,8 +446,11 @@ def test_an_audit_entry_needs_a_known_run(store: StateStore) -> None:
 def test_statements_are_marked_applied_once(store: StateStore) -> None:
     run_id = _start_run(store)
     with store.transaction() as tx:
+        assert tx.has_applied_statements("cloudiq") is False
         assert tx.is_statement_applied("cloudiq", "2026-05") is False
         assert tx.mark_statement_applied("cloudiq", "2026-05", run_id) is True
+        assert tx.has_applied_statements("cloudiq") is True
+        assert tx.has_applied_statements("proofpoint") is False
         assert tx.mark_statement_applied("cloudiq", "2026-05", run_id) is False
     with store.transaction() as tx:
         assert tx.is_statement_applied("cloudiq", "2026-05") is True

@@ -24,7 +24,7 @@ from structlog.testing import capture_logs
 
 from sync_daemon.connectors.cloudiq import (
     CloudiqClient,
-    CloudiqConfig,
+    CloudiqSettings,
     CloudiqSource,
     charge_key,
     history_window,
@@ -194,11 +194,11 @@ class FakeCloudiq:
                 if r.url.path.endswith("/billingrecordsfile")]
 
 
-def config(**changes: Any) -> CloudiqConfig:
+def config(**changes: Any) -> CloudiqSettings:
     values: dict[str, Any] = {"client_id": "client-1", "client_secret": "client-secret",
                               "username": "api@msp.example", "password": "pw",
                               "organization_id": ORG}
-    return CloudiqConfig(**{**values, **changes})
+    return CloudiqSettings(**{**values, **changes})
 
 
 Make = Callable[..., CloudiqSource]
