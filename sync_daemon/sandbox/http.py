@@ -1,6 +1,6 @@
 """Plumbing shared by every sandbox server: a threaded HTTP/1.1 server on a background thread,
-a method+regex router, a request log, fault injection and a sliding-window rate limiter.
-Nothing here knows about a particular vendor."""
+a method+regex router, exact JSON, a request log, fault injection and a sliding-window rate
+limiter. Nothing here knows about a particular vendor."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from collections import deque
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from decimal import Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any, Literal, Self
@@ -115,9 +116,75 @@ class Response:
     headers: dict[str, str] = field(default_factory=dict)
 
 
-def json_response(payload: Any, status: int = 200) -> Response:
-    """A JSON response."""
-    return Response(status, json.dumps(payload).encode(), "application/json; charset=utf-8")
+_JSON_TYPE = "application/json; charset=utf-8"
+_SCALARS = {True: json.JSONEncoder(), False: json.JSONEncoder(ensure_ascii=False)}
+
+
+def json_bytes(payload: Any, *, ensure_ascii: bool = True) -> bytes:
+    """`payload` as UTF-8 JSON, spelled as `json.dumps` spells it, but with exact `Decimal`s.
+
+    A `Decimal` becomes a JSON number with every digit, never through float, spelled the way
+    the references print amounts (Syncro's numbers, Cloud-iQ's records): trailing zeros dropped,
+    one decimal kept (`20.00` → `20.0`, `23.760` → `23.76`, `0.010` → `0.01`).
+    `ensure_ascii=False` sends non-ASCII text as UTF-8 instead of `\\u` escapes.
+
+    Raises:
+        TypeError: a value or key JSON cannot hold (as `json.dumps` raises it).
+        ValueError: a `Decimal` that is NaN or infinite.
+    """
+    parts: list[str] = []
+    _encode(payload, _SCALARS[ensure_ascii], parts)
+    return "".join(parts).encode()
+
+
+def _encode(value: Any, scalar: json.JSONEncoder, parts: list[str]) -> None:
+    if isinstance(value, Decimal):
+        parts.append(_decimal_number(value))
+    elif isinstance(value, dict):
+        parts.append("{")
+        for index, (key, item) in enumerate(value.items()):
+            parts.append(f"{', ' if index else ''}{scalar.encode(_json_key(key))}: ")
+            _encode(item, scalar, parts)
+        parts.append("}")
+    elif isinstance(value, list | tuple):
+        parts.append("[")
+        for index, item in enumerate(value):
+            parts.append(", " if index else "")
+            _encode(item, scalar, parts)
+        parts.append("]")
+    else:
+        parts.append(scalar.encode(value))  # str, int, float, bool, None; TypeError otherwise
+
+
+def _json_key(key: object) -> str:
+    """Object keys as `json.dumps` converts them (`1` → `"1"`, `True` → `"true"`)."""
+    if isinstance(key, str):
+        return key
+    if key is None or isinstance(key, bool | int | float):
+        return json.dumps(key)
+    raise TypeError(f"keys must be str, int, float, bool or None, not {type(key).__name__}")
+
+
+def _decimal_number(number: Decimal) -> str:
+    if not number.is_finite():
+        raise ValueError(f"{number} cannot be sent as a JSON number")
+    text = format(number, "f")  # every digit, whatever the decimal context's precision
+    if "." not in text:
+        return f"{text}.0"
+    text = text.rstrip("0")
+    return f"{text}0" if text.endswith(".") else text
+
+
+def json_response(
+    payload: Any,
+    status: int = 200,
+    headers: Mapping[str, str] | None = None,
+    *,
+    ensure_ascii: bool = True,
+) -> Response:
+    """A JSON response (see `json_bytes`)."""
+    body = json_bytes(payload, ensure_ascii=ensure_ascii)
+    return Response(status, body, _JSON_TYPE, dict(headers or {}))
 
 
 def text_response(text: str, status: int, headers: dict[str, str] | None = None) -> Response:
@@ -128,6 +195,11 @@ def text_response(text: str, status: int, headers: dict[str, str] | None = None)
 def empty_response(status: int) -> Response:
     """A response with no body (`Content-Length: 0`)."""
     return Response(status)
+
+
+def retry_after_headers(seconds: int | None) -> dict[str, str]:
+    """The `Retry-After` header of a 429, or no header when `seconds` is None."""
+    return {} if seconds is None else {"Retry-After": str(seconds)}
 
 
 class Router:
@@ -260,7 +332,7 @@ class Faults:
         """
         content_type: str | None = None
         if isinstance(body, dict | list):
-            body, content_type = json.dumps(body).encode(), "application/json; charset=utf-8"
+            body, content_type = json_bytes(body), _JSON_TYPE
         elif isinstance(body, str):
             body, content_type = body.encode(), "text/plain; charset=utf-8"
         fault = Fault(
