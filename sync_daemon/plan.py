@@ -272,5 +272,5 @@ def describe(change: Change, *, target: str | None = None) -> list[FieldChange]:
         case AddCharge():
             return [FieldChange("charge.added", target or f"schedule:{change.schedule_id}",
                                 change.customer.label, change.sku, None,
-                                f"{change.quantity:f} × {change.retail} = {change.total}",
+                                f"{change.quantity:f} at {change.retail} = {change.total}",
                                 f"{change.name} [{change.key}]")]

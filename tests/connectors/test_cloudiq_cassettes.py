@@ -32,7 +32,6 @@ from sync_daemon.connectors.cloudiq import (
     BillingStatement,
     CloudiqClient,
     CloudiqLogin,
-    CloudiqSettings,
     CloudiqSource,
     CustomerTenant,
     InvoiceProfile,
@@ -40,6 +39,7 @@ from sync_daemon.connectors.cloudiq import (
     MalformedRecord,
 )
 from sync_daemon.errors import ConfigError, NotFoundError, RejectedError
+from sync_daemon.settings import CloudiqSettings
 from sync_daemon.vendor import (
     Charge,
     SourceCustomer,

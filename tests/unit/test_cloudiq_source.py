@@ -24,7 +24,6 @@ from structlog.testing import capture_logs
 
 from sync_daemon.connectors.cloudiq import (
     CloudiqClient,
-    CloudiqSettings,
     CloudiqSource,
     charge_key,
     history_window,
@@ -32,6 +31,7 @@ from sync_daemon.connectors.cloudiq import (
 )
 from sync_daemon.connectors.http import encode_json
 from sync_daemon.errors import ConfigError, InvariantError
+from sync_daemon.settings import CloudiqSettings
 from sync_daemon.vendor import Charge, Snapshot, SourceCustomer, SourceProblem, SourceProduct, Usage
 
 BASE = "https://api.crayon.com/api/v1"

@@ -101,8 +101,9 @@ def product(id: int, name: str) -> dict[str, Any]:  # noqa: A002  Syncro's field
 
 
 def line(id: int, product_id: int) -> dict[str, Any]:  # noqa: A002  Syncro's field name
-    return {"id": id, "schedule_id": 4100002, "product_id": product_id, "name": "Proofpoint Essentials Business Plus",
-            "quantity": "5.0", "retail_cents": 420, "cost_cents": 210, "taxable": True}
+    return {"id": id, "schedule_id": 4100002, "product_id": product_id,
+            "name": "Proofpoint Essentials Business Plus", "quantity": "5.0",
+            "retail_cents": 420, "cost_cents": 210, "taxable": True}
 
 
 def schedule(lines: list[dict[str, Any]]) -> dict[str, Any]:
