@@ -249,14 +249,14 @@ def describe(change: Change, *, target: str | None = None) -> list[FieldChange]:
         case AdoptLine():
             return [FieldChange("line.adopted", target or f"line:{change.line_id}",
                                 change.customer.label, change.sku, None,
-                                f"quantity {change.quantity:f} at {change.retail}",
+                                f"quantity {number(change.quantity)} at {change.retail}",
                                 change.reason)]
         case UpdateLine():
             where = target or f"line:{change.line_id}"
             rows = []
             if change.quantity_after is not None:
                 rows.append(FieldChange("line.quantity_set", where, change.customer.label,
-                                        f"{change.sku} quantity", f"{change.quantity_before:f}",
+                                        f"{change.sku} quantity", number(change.quantity_before),
                                         str(change.quantity_after), change.reason))
             for name, before, after in (("retail", change.retail_before, change.retail_after),
                                         ("cost", change.cost_before, change.cost_after)):
@@ -268,9 +268,15 @@ def describe(change: Change, *, target: str | None = None) -> list[FieldChange]:
         case DeleteLine():
             return [FieldChange("line.deleted", target or f"line:{change.line_id}",
                                 change.customer.label, change.sku,
-                                f"quantity {change.quantity_before:f}", None, change.reason)]
+                                f"quantity {number(change.quantity_before)}", None,
+                                change.reason)]
         case AddCharge():
             return [FieldChange("charge.added", target or f"schedule:{change.schedule_id}",
                                 change.customer.label, change.sku, None,
-                                f"{change.quantity:f} at {change.retail} = {change.total}",
+                                f"{number(change.quantity)} at {change.retail} = {change.total}",
                                 f"{change.name} [{change.key}]")]
+
+
+def number(value: Decimal) -> str:
+    """A quantity as people write it: 10, not 10.0; 2.5 stays 2.5."""
+    return format(value.normalize(), "f") if value == value.to_integral_value() else str(value)

@@ -21,6 +21,7 @@ from sync_daemon.plan import (
     Notice,
     SeatTotals,
     UpdateLine,
+    number,
 )
 from sync_daemon.products.plan import ProductTarget
 from sync_daemon.state import ManagedLine, VendorCustomer
@@ -93,12 +94,14 @@ def plan_lines(inputs: LineInputs) -> tuple[list[LineChange], list[Notice], Seat
 
 def seat_totals(inputs: LineInputs, changes: Sequence[LineChange]) -> SeatTotals:
     """Seats on managed lines before and after `changes`, and customers taken to zero."""
+    # "Before" is what the daemon last billed, not a hand edit it is about to set back:
+    # correcting a typed 99 back to 9 is not a 90 % drop.
     before: dict[object, tuple[str, Decimal]] = {}
     for record in inputs.managed_lines:
         line = _line(inputs.schedules, record.schedule_id, record.syncro_line_id)
         if line is not None:
             before[line.id] = (_customer_id(record.vendor_customer_id, record.billing_motion),
-                               line.quantity)
+                               record.last_quantity)
     after = dict(before)
     labels: dict[str, str] = {}
     for change in changes:
@@ -155,7 +158,13 @@ class _CustomerPlanner:
                 notices.append(Notice("error", "missing_price", f"{sku}: no product to bill",
                                       customer=self.ref.label))
                 continue
-            if sku in present:
+            if sku in present and present[sku][1].product_id != target.product_id:
+                # The product was recreated (deleted in Syncro): move the line to the new one.
+                record, line = present.pop(sku)
+                changes.append(DeleteLine(self.ref, record.schedule_id, line.id, sku,
+                                          line.quantity, "its product was recreated"))
+                changes += self._add(schedule, sku, desired[sku], target, None)
+            elif sku in present:
                 record, line = present[sku]
                 found, more = self._update(record, line, desired[sku], target)
                 changes += found
@@ -215,10 +224,11 @@ class _CustomerPlanner:
         if line.quantity != quantity:
             quantity_after = quantity
             if line.quantity != record.last_quantity:
-                reasons.append(f"quantity set back: changed by hand to {line.quantity:f} in "
+                reasons.append(f"quantity set back: changed by hand to {number(line.quantity)} in "
                                f"Syncro, the vendor counts {quantity}")
             else:
-                reasons.append(f"the vendor's count changed from {line.quantity:f} to {quantity}")
+                reasons.append(f"the vendor's count changed from {number(line.quantity)} "
+                               f"to {quantity}")
         retail_after = self._price(line.retail, record.last_retail, target.retail, "retail",
                                    notices)
         cost_after = self._price(line.cost, record.last_cost, target.cost, "cost", notices)

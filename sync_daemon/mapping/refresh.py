@@ -3,6 +3,7 @@
 New vendor customers arrive as Not mapped. A Mapped customer the vendor no longer reports
 becomes Detached (its lines go to 0 on the next sync); a Not mapped one simply leaves the
 table. A Detached customer that comes back is Mapped again, to the same Syncro customer.
+Rows are kept while the vendor still reports the customer under any billing motion.
 """
 
 from __future__ import annotations
@@ -55,8 +56,11 @@ def plan_refresh(
                                            last_seen_at=now))
     removals: list[VendorCustomer] = []
     detached: list[str] = []
+    # A customer billed under several motions (Cloud-iQ) is gone only when it is gone from
+    # all of them: a motion with no statement this month is not a departure.
+    seen_ids = {customer.id for customer in seen}
     for key, row in existing.items():
-        if key in seen_keys:
+        if key in seen_keys or row.vendor_customer_id in seen_ids:
             continue
         if row.status == "mapped":
             upserts.append(dataclasses.replace(row, status="detached"))

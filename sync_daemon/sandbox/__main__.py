@@ -15,10 +15,17 @@ from pathlib import Path
 
 import click
 
+from sync_daemon.sandbox.cloudiq import CloudiqSandbox
 from sync_daemon.sandbox.demo_data import (
+    DEMO_CLOUDIQ_CLIENT_ID,
+    DEMO_CLOUDIQ_CLIENT_SECRET,
+    DEMO_CLOUDIQ_ORGANIZATION_ID,
+    DEMO_CLOUDIQ_PASSWORD,
+    DEMO_CLOUDIQ_USER,
     DEMO_PARTNER_DOMAIN,
     DEMO_PROOFPOINT_PASSWORD,
     DEMO_PROOFPOINT_USER,
+    demo_cloudiq_state,
     demo_proofpoint_state,
     demo_syncro_state,
 )
@@ -28,7 +35,8 @@ from sync_daemon.sandbox.syncro import DEFAULT_TOKEN, SyncroSandbox
 DEMO_DIR = Path(".demo")
 
 
-def write_demo_config(directory: Path, syncro_url: str, proofpoint_urls: list[str]) -> Path:
+def write_demo_config(directory: Path, syncro_url: str, proofpoint_urls: list[str],
+                      cloudiq_url: str) -> Path:
     """A config for the sandboxes: state in `directory`, warnings-only logs, sandbox secrets."""
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / "sync-daemon.toml"
@@ -74,6 +82,15 @@ retail = "5.00"
 name = "Proofpoint Essentials Professional"
 cost = "3.50"
 retail = "7.00"
+
+[cloudiq]
+base_url = "{cloudiq_url}"
+client_id = "{DEMO_CLOUDIQ_CLIENT_ID}"
+client_secret = "{DEMO_CLOUDIQ_CLIENT_SECRET}"
+username = "{DEMO_CLOUDIQ_USER}"
+password = "{DEMO_CLOUDIQ_PASSWORD}"
+organization_id = {DEMO_CLOUDIQ_ORGANIZATION_ID}
+product_sync_mode = "in_use"
 """,
         encoding="utf-8",
     )
@@ -115,25 +132,30 @@ def serve(port: int, requests_per_minute: int) -> None:
 def demo(directory: Path) -> None:
     """Start the sandbox servers, run the daemon against them, show what it did."""
     with SyncroSandbox(demo_syncro_state(), requests_per_minute=600) as syncro, \
-            ProofpointSandbox(demo_proofpoint_state(), stacks=("us1", "us2")) as proofpoint:
+            ProofpointSandbox(demo_proofpoint_state(), stacks=("us1", "us2")) as proofpoint, \
+            CloudiqSandbox(demo_cloudiq_state()) as cloudiq:
         urls = [proofpoint.stack_url(stack) for stack in ("us1", "us2")]
-        click.echo(f"Sandbox Syncro at {syncro.api_url}; Proofpoint stacks at {', '.join(urls)}")
+        click.echo(f"Sandbox Syncro at {syncro.api_url}; Proofpoint stacks at {', '.join(urls)}; "
+                   f"Cloud-iQ at {cloudiq.api_url}")
         if directory.exists():
             shutil.rmtree(directory)
-        config = write_demo_config(directory, syncro.api_url, urls)
+        config = write_demo_config(directory, syncro.api_url, urls, cloudiq.api_url)
         steps = [
             ("check",),
             ("mapping", "suggest", "--vendor", "proofpoint", "--apply"),
             ("mapping", "list", "--vendor", "proofpoint"),
             ("sync", "--vendor", "proofpoint", "--dry-run"),
             ("sync", "--vendor", "proofpoint"),
-            ("sync", "--vendor", "proofpoint"),
+            ("mapping", "suggest", "--vendor", "cloudiq", "--apply"),
+            ("mapping", "list", "--vendor", "cloudiq"),
+            ("sync", "--vendor", "cloudiq"),
+            ("sync",),
             ("history", "--limit", "8"),
         ]
         codes = [run_cli(config, *step) for step in steps]
         writes = sum(syncro.requests.count(method=m) for m in ("POST", "PUT", "DELETE"))
         click.echo(f"\nSyncro saw {len(syncro.requests)} requests, {writes} of them writes; "
-                   "the second sync found nothing to change.")
+                   "the last sync (both vendors) found nothing to change.")
     # Every step must work; an unmapped customer or a warning is not a failure.
     sys.exit(max(codes))
 

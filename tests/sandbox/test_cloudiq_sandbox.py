@@ -897,3 +897,11 @@ def test_the_demo_is_deterministic() -> None:
     first, second = demo_cloudiq_state(), demo_cloudiq_state()
     assert first.statements() == second.statements()
     assert first.subscriptions() == second.subscriptions()
+
+
+
+def test_one_organization_by_id_and_a_foreign_one_is_not_found(api: Api, token: str) -> None:
+    own = api.get(f"/organizations/{ORG}", token)
+    other = api.get("/organizations/99999", token)
+    assert (own.status_code, own.json()["Id"]) == (200, ORG)
+    assert (other.status_code, other.json()["ErrorCode"]) == (404, "404 NotFound")

@@ -450,7 +450,8 @@ def test_a_skipped_customer_gets_nothing_at_all(status: VendorCustomerStatus) ->
         managed_lines=[managed_line(10, 1, "c1", "A", 101, quantity=9, retail="1")],
         schedules={1: schedule(1, lines=[line(10, 1, 101, quantity=7), line(11, 1, 102)])})
 
-    assert plan_lines(inputs) == ([], [], SeatTotals(7, 7))
+    # Seat totals count what the daemon last wrote (9), not the hand edit in Syncro (7).
+    assert plan_lines(inputs) == ([], [], SeatTotals(9, 9))
 
 
 def test_skipping_one_billing_motion_keeps_the_other() -> None:

@@ -110,9 +110,20 @@ def test_billing_motions_keep_rows_apart() -> None:
     result = refresh([csp, nce], [("c1", "Acme", "nce"), ("c1", "Acme", "azure")])
 
     by_motion = {r.billing_motion: r.status for r in result.upserts}
-    assert by_motion == {"csp": "detached", "nce": "not_mapped", "azure": "not_mapped"}
+    assert by_motion == {"nce": "not_mapped", "azure": "not_mapped"}
     assert result.removals == ()
-    assert (result.appeared, result.detached) == (("Acme",), ("Acme",))
+    assert (result.appeared, result.detached) == (("Acme",), ())
+
+
+def test_a_customer_gone_from_every_motion_is_detached() -> None:
+    csp = vendor_customer("c1", name="Acme", billing_motion="csp")
+    nce = vendor_customer("c1", name="Acme", billing_motion="nce", status="not_mapped")
+
+    result = refresh([csp, nce], [("c2", "Bolt", "csp")])
+
+    assert [(r.billing_motion, r.status) for r in result.upserts if r.vendor_customer_id == "c1"] \
+        == [("csp", "detached")]
+    assert [r.billing_motion for r in result.removals] == ["nce"]
 
 
 def test_refresh_of_many_rows_at_once() -> None:

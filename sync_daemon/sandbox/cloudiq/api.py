@@ -8,7 +8,7 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from sync_daemon.sandbox.cloudiq.model import CSP_PROGRAM, MICROSOFT, ApiUser
+from sync_daemon.sandbox.cloudiq.model import CSP_PROGRAM, MICROSOFT, ApiUser, Organization
 from sync_daemon.sandbox.cloudiq.state import CloudiqState
 from sync_daemon.sandbox.cloudiq.tokens import TokenEndpoint
 from sync_daemon.sandbox.cloudiq.views import Views, respond
@@ -154,6 +154,7 @@ class _Resources:
         return [
             ("/me", self.me),
             ("/organizations", self.organizations),
+            (f"/organizations{one}", self.organization),
             ("/customertenants", self.tenants),
             (f"/customertenants{one}", self.tenant),
             ("/invoiceprofiles", self.invoice_profiles),
@@ -170,6 +171,15 @@ class _Resources:
     def organizations(self, request: Request, user: ApiUser) -> Response:
         visible = [o for o in self.state.organizations() if o.id in user.organization_ids]
         return _paged(visible, _Query(request), self.views.organization)
+
+    def organization(self, request: Request, user: ApiUser) -> Response:
+        # An organization the user may not see answers like an unknown one (§3.2).
+        def visible(organization_id: int) -> Organization:
+            if organization_id not in user.organization_ids:
+                raise KeyError(organization_id)
+            return next(o for o in self.state.organizations() if o.id == organization_id)
+
+        return respond(self.views.organization(_lookup(request, visible, "Organization")))
 
     def tenants(self, request: Request, user: ApiUser) -> Response:
         query = _Query(request)
