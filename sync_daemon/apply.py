@@ -214,7 +214,7 @@ class Applier:
                 return
             tx.put_managed_line(dataclasses.replace(
                 line,
-                last_quantity=line.last_quantity if quantity is None else quantity,
+                last_quantity=change.quantity_before if quantity is None else quantity,
                 last_retail=line.last_retail if change.retail_after is None
                 else change.retail_after,
                 last_cost=line.last_cost if change.cost_after is None else change.cost_after))

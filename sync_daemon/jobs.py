@@ -91,6 +91,8 @@ def run_vendor(app: App, vendor: str, *, dry_run: bool = False, force: bool = Fa
             run_id = tx.start_run(vendor, trigger).run_id
     report = RunReport(run_id=run_id, vendor=vendor, dry_run=dry_run)
     started = time.monotonic()
+    # One client serves every vendor of a `sync`: count this pass's requests only.
+    reads_before, writes_before = app.syncro.api.stats.reads, app.syncro.api.stats.writes
     bind_run(run_id=report.run_id, vendor=vendor)
     log.info("sync.started", dry_run=dry_run, trigger=trigger)
     try:
@@ -103,8 +105,9 @@ def run_vendor(app: App, vendor: str, *, dry_run: bool = False, force: bool = Fa
         raise
     finally:
         report.duration_s = round(time.monotonic() - started, 3)
-        report.requests = {"reads": app.syncro.api.stats.reads,
-                           "writes": app.syncro.api.stats.writes}
+        stats = app.syncro.api.stats
+        report.requests = {"reads": stats.reads - reads_before,
+                           "writes": stats.writes - writes_before}
         log.info("sync.finished", status=report.status, duration_s=report.duration_s,
                  **report.counts(), syncro_reads=report.requests["reads"],
                  syncro_writes=report.requests["writes"])

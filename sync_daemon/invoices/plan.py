@@ -110,6 +110,9 @@ def seat_totals(inputs: LineInputs, changes: Sequence[LineChange]) -> SeatTotals
         match change:
             case UpdateLine(line_id=line_id, quantity_after=int() as quantity):
                 after[line_id] = (customer, Decimal(quantity))
+            case UpdateLine(line_id=line_id, quantity_before=quantity):
+                # A price update confirms the quantity the line holds (apply records it too).
+                after[line_id] = (customer, quantity)
             case DeleteLine(line_id=line_id):
                 after.pop(line_id, None)
             case AdoptLine(line_id=line_id, quantity=quantity):

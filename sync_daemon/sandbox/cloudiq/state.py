@@ -248,6 +248,49 @@ class CloudiqState:
             self._prices[key] = row
             return row
 
+    def set_agreement_price(
+        self,
+        part_number: str,
+        *,
+        term: Term | None,
+        billing_cycle: BillingCycle | int = BillingCycle.MONTHLY,
+        sales_price: Amount,
+        retail_price: Amount,
+    ) -> AgreementProduct:
+        """Change one price-list row's prices (Crayon's list changed), keeping its ids.
+
+        Subscriptions on that row are billed at the new prices from the next closed month on
+        (a retail price fixed with `add_subscription(sales_price=...)` stays fixed).
+        Raises `KeyError` when the row is not on the price list.
+        """
+        cycle = BillingCycle(billing_cycle)
+        cost, retail = _decimal(sales_price, "sales_price"), _decimal(retail_price, "retail_price")
+        with self.lock:
+            old = self._price_row(part_number, term, cycle)
+            row = replace(old, sales_price=cost, retail_price=retail)
+            self._prices[(part_number, term, cycle)] = row
+            for subscription in self._subscriptions.values():
+                if subscription.price is old:
+                    subscription.price = row
+            return row
+
+    def remove_agreement_product(
+        self,
+        part_number: str,
+        *,
+        term: Term | None,
+        billing_cycle: BillingCycle | int = BillingCycle.MONTHLY,
+    ) -> AgreementProduct:
+        """Take one row off the price list (Crayon stopped offering it to the partner).
+
+        Subscriptions already on it keep being billed at its prices, so statements name a
+        PartNumber the price list no longer has. Raises `KeyError` when the row is not there.
+        """
+        with self.lock:
+            row = self._price_row(part_number, term, BillingCycle(billing_cycle))
+            del self._prices[(part_number, term, row.billing_cycle)]
+            return row
+
     # -- seeding: subscriptions and their history ----------------------------------------------
 
     def add_subscription(
@@ -476,6 +519,14 @@ class CloudiqState:
             return sorted(self._statements.values(), key=lambda s: (-s.start_on.toordinal(), s.id))
 
     # -- internals -----------------------------------------------------------------------------
+
+    def _price_row(
+        self, part_number: str, term: Term | None, cycle: BillingCycle
+    ) -> AgreementProduct:
+        row = self._prices.get((part_number, term, cycle))
+        if row is None:
+            raise KeyError(f"{part_number} {term}/{cycle.name} is not on the price list")
+        return row
 
     def _annual_profile(self, organization_id: int) -> InvoiceProfile | None:
         found = [p for p in self._profiles.values() if p.organization_id == organization_id]
