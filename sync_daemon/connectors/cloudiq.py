@@ -932,8 +932,11 @@ class _Pass:
                 id=tenant_id, name=name, billing_motion=motion,
                 domains=(domain,) if domain else ())
 
-    def problem(self, message: str, tenant_id: str | None, name: str | None) -> None:
-        self.problems.setdefault((tenant_id, message), SourceProblem(message, tenant_id, name))
+    def problem(self, message: str, tenant_id: str | None, name: str | None,
+                motion: str) -> None:
+        # The motion is part of the customer's identity: the planner skips (tenant, motion).
+        self.problems.setdefault((tenant_id, message),
+                                 SourceProblem(message, tenant_id, name, billing_motion=motion))
 
 
 class CloudiqSource:
@@ -1131,7 +1134,7 @@ class CloudiqSource:
                 label = f"#{record.position + 1}" + (f" (id {record.record_id})"
                                                      if record.record_id is not None else "")
                 found.problem(f"statement {s.id}: record {label} is unreadable: {record.reason}",
-                              record.tenant_id, record.tenant_name)
+                              record.tenant_id, record.tenant_name, read.motion)
                 if record.tenant_id is not None:
                     found.see(record.tenant_id, record.tenant_name or record.tenant_id,
                               read.motion, None)
@@ -1154,7 +1157,7 @@ class CloudiqSource:
                     f"statement {s.id}: {record.part_number} ({record.product_name}) has term "
                     f"{record.term or 'none'}, billing cycle {record.billing_cycle} and provision "
                     f"type {record.provision_type}, which the daemon cannot bill",
-                    record.tenant_id, record.tenant_name)
+                    record.tenant_id, record.tenant_name, read.motion)
         if read.levels:
             self._levels(found, read, seats)
         if read.unapplied:
@@ -1168,7 +1171,7 @@ class CloudiqSource:
     def _levels(self, found: _Pass, read: _Read,
                 seats: Mapping[tuple[str, str, int | None], list[BillingRecord]]) -> None:
         for (tenant_id, sku, _), records in seats.items():
-            self._use(found, sku, records)
+            self._use(found, read, sku, records)
             key = (tenant_id, read.motion, sku)
             before = found.levels.get(key, (0, ""))[0]
             found.levels[key] = (before + end_quantity(records, read.statement.end_on),
@@ -1181,7 +1184,7 @@ class CloudiqSource:
             correction = proration(records, s.start_on, s.end_on)
             if correction is None or (correction.cost == 0 and correction.retail == 0):
                 continue
-            self._use(found, sku, records)
+            self._use(found, read, sku, records)
             found.charges.append(Charge(
                 key=charge_key(s.id, tenant_id, sku, "proration", subscription_id),
                 statement_id=str(s.id), customer_id=tenant_id, billing_motion=read.motion,
@@ -1200,7 +1203,7 @@ class CloudiqSource:
             retail = sum((r.retail for r in records), Decimal(0))
             if cost == 0 and retail == 0:
                 continue
-            self._use(found, sku, records)
+            self._use(found, read, sku, records)
             found.charges.append(Charge(
                 key=charge_key(s.id, tenant_id, sku, "usage"), statement_id=str(s.id),
                 customer_id=tenant_id, billing_motion=read.motion, sku=sku, kind="usage",
@@ -1219,7 +1222,7 @@ class CloudiqSource:
             seats = sum(_seats(r.quantity) for r in ordered)
             cost = sum((r.cost for r in ordered), Decimal(0))
             retail = sum((r.retail for r in ordered), Decimal(0))
-            self._use(found, sku, ordered)
+            self._use(found, read, sku, ordered)
             whole = (len(ordered) == 1 and _cents(last.unit_cost * seats) == cost
                      and _cents(last.unit_retail * seats) == retail)
             found.charges.append(Charge(
@@ -1233,14 +1236,15 @@ class CloudiqSource:
                 retail=last.unit_retail if whole else retail,
                 cost=last.unit_cost if whole else cost))
 
-    def _use(self, found: _Pass, sku: str, records: Sequence[BillingRecord]) -> None:
+    def _use(self, found: _Pass, read: _Read, sku: str,
+             records: Sequence[BillingRecord]) -> None:
         """Note that `sku` is billed; in mode `all` it must be on the price list."""
         newest = _by_period(records)[-1]
         found.used.setdefault(sku, newest)
         if self.config.product_sync_mode == "all" and sku not in found.prices:
             found.problem(
                 f"{sku} ({newest.product_name}) is not on the price list (agreement products): "
-                "cannot price it", newest.tenant_id, newest.tenant_name)
+                "cannot price it", newest.tenant_id, newest.tenant_name, read.motion)
 
     def _skip(self, found: _Pass, read: _Read, *records: BillingRecord, reason: str,
               warn: bool = False) -> None:

@@ -261,9 +261,10 @@ class _CustomerPlanner:
 
     def _add(self, schedule: Schedule, sku: str, quantity: int, target: ProductTarget,
              gone: ManagedLine | None) -> list[LineChange]:
+        # One-time charges (the daemon's own or the MSP's) are never a recurring line.
         adoptable = [line for line in schedule.lines
                      if target.product_id is not None and line.product_id == target.product_id
-                     and line.id not in self.claimed]
+                     and not line.one_time_charge and line.id not in self.claimed]
         if adoptable:
             line = min(adoptable, key=lambda candidate: candidate.id)
             self.claimed.add(line.id)

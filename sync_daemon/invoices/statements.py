@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
+from datetime import date
 
 from sync_daemon.invoices.plan import CustomerKey
 from sync_daemon.vendor import Charge, Statement
@@ -12,18 +13,21 @@ def split_baseline(statements: Sequence[Statement], *,
                    first_sync: bool) -> tuple[list[Statement], list[Statement]]:
     """(to apply, to record as the baseline) for this pass.
 
-    On a vendor's first sync only the newest statement of each billing motion is billed; the
-    older ones are recorded as applied without their charges, as Billing Sync starts from the
-    invoice current when it is switched on, so months billed by hand are not billed again.
+    On a vendor's first sync only the newest period's statements of each billing motion are
+    billed; older ones are recorded as applied without their charges, as Billing Sync starts
+    from the invoice current when it is switched on, so months billed by hand are not billed
+    again.
     """
     if not first_sync:
         return list(statements), []
-    newest: dict[str, Statement] = {}
+    # Every statement of the newest period counts: a month has a seat statement, a usage
+    # statement and one per annual order.
+    newest: dict[str, date] = {}
     for statement in statements:
         current = newest.get(statement.billing_motion)
-        if current is None or statement.period_start > current.period_start:
-            newest[statement.billing_motion] = statement
-    keep = {s.id for s in newest.values()}
+        if current is None or statement.period_start > current:
+            newest[statement.billing_motion] = statement.period_start
+    keep = {s.id for s in statements if s.period_start == newest[s.billing_motion]}
     return ([s for s in statements if s.id in keep],
             [s for s in statements if s.id not in keep])
 

@@ -29,7 +29,8 @@ def find_one(items: Sequence[T], text: str, *, what: str, ident: Callable[[T], s
         return by_name[0]
     if by_name:
         listed = "; ".join(f"{name(i)} (id {ident(i)}{_motion(i)})" for i in by_name)
-        hint = "use --billing-motion" if by_id else "use the id"
+        shared_id = len({ident(i) for i in by_name}) == 1
+        hint = "use --billing-motion" if by_id or shared_id else "use the id"
         raise UsageError(f"{what} {text!r} is ambiguous: {listed}; {hint}")
     close = [i for i in items if wanted and wanted in name(i).casefold()][:10]
     hint = ("; did you mean: " + "; ".join(f"{name(i)} (id {ident(i)})" for i in close)
