@@ -412,7 +412,7 @@ def test_a_whole_fetch_turns_october_into_counts_charges_and_statements(
     )
     assert snapshot.problems == (SourceProblem(
         "statement 880101: record #5 (id 880101005) is unreadable: Amount: missing",
-        "210003", "Cedar Veterinary Clinic"),)
+        "210003", "Cedar Veterinary Clinic", billing_motion="Monthly"),)
     assert [(c.id, c.billing_motion) for c in snapshot.customers] == [
         ("210001", "Monthly"), ("210002", "Monthly"), ("210003", "Monthly"),
         ("210004", "Annual")]  # Elm Street Bakery has no invoice profile and no statement yet

@@ -512,7 +512,8 @@ def test_a_term_the_daemon_cannot_bill_is_a_problem_for_its_tenant(build: Make) 
     snapshot = fetch(build, [rec("210002", term="P3Y", cycle=2), rec("210001")])
     assert snapshot.problems == (SourceProblem(
         f"statement 880101: {BP} (Microsoft 365 Business Premium) has term P3Y, billing cycle "
-        "2 and provision type 1, which the daemon cannot bill", "210002", "Birch Legal LLP"),)
+        "2 and provision type 1, which the daemon cannot bill", "210002", "Birch Legal LLP",
+        billing_motion="Monthly"),)
     assert [u.customer_id for u in snapshot.usages] == ["210001"]
 
 
@@ -640,7 +641,7 @@ def test_mode_all_reports_a_sku_missing_from_the_price_list(build: Make) -> None
         )).fetch()
     assert snapshot.problems == (SourceProblem(
         "CFQ7TTC0NEW0:0001:P1M (Some product) is not on the price list (agreement products): "
-        "cannot price it", "210002", "Birch Legal LLP"),)
+        "cannot price it", "210002", "Birch Legal LLP", billing_motion="Monthly"),)
     assert {c for c, _ in snapshot.customers_with_problems()} == {"210002"}
     assert [u.customer_id for u in snapshot.usages] == ["210001", "210002"]
     [bad_row] = [e for e in logs if e["event"] == "cloudiq.price_row_malformed"]
@@ -657,12 +658,13 @@ def test_a_malformed_record_is_its_tenants_problem_and_the_others_go_on(build: M
     snapshot = fetch(build, [rec("210001"), broken, nameless, "not a record"])
     assert snapshot.problems == (
         SourceProblem(f"statement 880101: record #2 (id {broken['Id']}) is unreadable: "
-                      "Amount: missing", "210002", "Birch Legal LLP"),
+                      "Amount: missing", "210002", "Birch Legal LLP",
+                      billing_motion="Monthly"),
         SourceProblem(f"statement 880101: record #3 (id {nameless['Id']}) is unreadable: "
                       "CustomerTenant: Input should be a valid dictionary or instance of "
-                      "_RecordTenantPayload", None, None),
+                      "_RecordTenantPayload", None, None, billing_motion="Monthly"),
         SourceProblem("statement 880101: record #4 is unreadable: expected a record object, "
-                      "got str", None, None),
+                      "got str", None, None, billing_motion="Monthly"),
     )
     assert {c for c, _ in snapshot.customers_with_problems()} == {"210002"}
     assert [u.customer_id for u in snapshot.usages] == ["210001"]
