@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from sync_daemon.connectors.cloudiq import CloudiqSource
+from sync_daemon.connectors.http import RateLimiter
 from sync_daemon.connectors.proofpoint import ProofpointSource
 from sync_daemon.connectors.syncro import SyncroClient
 from sync_daemon.errors import ConfigError
@@ -16,11 +17,16 @@ from sync_daemon.vendor import VendorSource
 
 @dataclass
 class App:
-    """Everything a command needs, created lazily and closed together."""
+    """Everything a command needs, created lazily and closed together.
+
+    `syncro_limiter` is shared by Apps whose passes run at the same time (the daemon's), so
+    together they stay under `syncro.requests_per_minute`.
+    """
 
     settings: Settings
     config_path: Path
     max_attempts: int = 6
+    syncro_limiter: RateLimiter | None = None
     _store: StateStore | None = field(default=None, init=False)
     _syncro: SyncroClient | None = field(default=None, init=False)
     _sources: dict[str, VendorSource] = field(default_factory=dict, init=False)
@@ -33,7 +39,7 @@ class App:
             self._syncro = SyncroClient.connect(
                 cfg.base_url, cfg.api_token.get_secret_value(),
                 requests_per_minute=cfg.requests_per_minute, timeout=cfg.timeout_s,
-                max_attempts=self.max_attempts,
+                max_attempts=self.max_attempts, limiter=self.syncro_limiter,
             )
         return self._syncro
 
@@ -46,12 +52,7 @@ class App:
 
     def enabled_vendors(self) -> list[str]:
         """Vendors with a section in the config and `enabled = true`."""
-        found = []
-        if self.settings.proofpoint is not None and self.settings.proofpoint.enabled:
-            found.append("proofpoint")
-        if self.settings.cloudiq is not None and self.settings.cloudiq.enabled:
-            found.append("cloudiq")
-        return found
+        return [name for name, section in self.settings.vendors().items() if section.enabled]
 
     def source(self, vendor: str) -> VendorSource:
         """The vendor's source, built once; `ConfigError` when it is not configured."""

@@ -4,6 +4,7 @@
     ├── ConfigError          the operator must fix something (bad TOML, missing secret, 401)
     │   └── UsageError       a command's arguments name nothing, or several things
     ├── TransientError       try again later (network, 429, 5xx); carries retry_after
+    ├── LockedError          another pass of this vendor is running; carries its run_id, since
     ├── RejectedError        the remote refused this one request (4xx/422); skip that item
     │   └── NotFoundError    the remote has no such object (404)
     ├── AmbiguousWriteError  a write may have landed; reconcile before retrying
@@ -13,6 +14,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import UTC, datetime
 
 
 class SyncError(Exception):
@@ -33,6 +35,24 @@ class TransientError(SyncError):
     def __init__(self, message: str, *, retry_after: float | None = None) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class LockedError(SyncError):
+    """Another pass of the same vendor holds the run lock (here or on another machine).
+
+    `run_id` and `since` describe the holder; either is None when the holder has taken the
+    lock but not yet recorded who it is.
+    """
+
+    def __init__(self, vendor: str, *, run_id: str | None, since: datetime | None,
+                 holder: str | None = None) -> None:
+        when = f" since {since.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC" if since is not None else ""
+        who = f", run id {run_id}" if run_id else " (its run id is not recorded yet)"
+        super().__init__(f"{vendor}: already running{when}{who}")
+        self.vendor = vendor
+        self.run_id = run_id
+        self.since = since
+        self.holder = holder
 
 
 class RejectedError(SyncError):

@@ -17,7 +17,7 @@ from sync_daemon.invoices.plan import LineInputs, plan_lines
 from sync_daemon.invoices.statements import completed_statements, split_baseline
 from sync_daemon.logs import bind_run, get_logger, unbind_run
 from sync_daemon.mapping.refresh import Refresh, plan_refresh
-from sync_daemon.plan import Notice, Plan, SeatTotals
+from sync_daemon.plan import Notice, Plan, ProductChange, SeatTotals, UpdateProductPrice
 from sync_daemon.products.plan import ProductRules, plan_products
 from sync_daemon.state import ManagedLine, ManagedProduct, VendorCustomer
 from sync_daemon.state.records import RunStatus, RunTrigger, utc_now
@@ -78,30 +78,45 @@ def guard_message(seats: SeatTotals, *, max_decrease_percent: Decimal,
 
 
 def run_vendor(app: App, vendor: str, *, dry_run: bool = False, force: bool = False,
-               trigger: RunTrigger = "manual") -> RunReport:
-    """One pass for `vendor`.
+               trigger: RunTrigger = "manual", wait: bool = False,
+               run_id: str | None = None) -> RunReport:
+    """One pass for `vendor`, holding the vendor's run lock (a dry run takes none).
 
     Trouble with a single item (a rejected write, one customer's bad data) is in the report;
     trouble that stops the pass (credentials, an unreachable API) is recorded on the run and
-    raised. A dry run writes nothing, not even to the state database.
+    raised. A dry run writes nothing, not even to the state database. With `wait`, a pass
+    running elsewhere is waited for instead of refused.
+
+    Raises:
+        LockedError: another pass of the vendor is running; nothing was done or recorded.
     """
-    run_id = uuid.uuid4().hex
-    if not dry_run:
+    report = RunReport(run_id=run_id or uuid.uuid4().hex, vendor=vendor, dry_run=dry_run)
+    if dry_run:
+        _pass(app, report, force=force, trigger=trigger)
+        return report
+    with app.store.run_lock(vendor, report.run_id, wait=wait):
         with app.store.transaction() as tx:
-            run_id = tx.start_run(vendor, trigger).run_id
-    report = RunReport(run_id=run_id, vendor=vendor, dry_run=dry_run)
+            tx.start_run(vendor, trigger, run_id=report.run_id)
+        _pass(app, report, force=force, trigger=trigger)
+    return report
+
+
+def _pass(app: App, report: RunReport, *, force: bool, trigger: RunTrigger) -> None:
+    """Run and time the pass, log it, and record how it ended (unless a dry run)."""
     started = time.monotonic()
     # One client serves every vendor of a `sync`: count this pass's requests only.
     reads_before, writes_before = app.syncro.api.stats.reads, app.syncro.api.stats.writes
-    bind_run(run_id=report.run_id, vendor=vendor)
-    log.info("sync.started", dry_run=dry_run, trigger=trigger)
+    bind_run(run_id=report.run_id, vendor=report.vendor)
+    log.info("sync.started", dry_run=report.dry_run, trigger=trigger)
     try:
         _run(app, report, force=force)
     except SyncError as exc:
         report.status, report.error = "failed", str(exc)
         log.error("sync.failed", error=str(exc), kind=type(exc).__name__)
-        if not dry_run:
-            _finish(app, report)
+        raise
+    except BaseException as exc:  # a bug, or Ctrl-C: the run must not stay `running`
+        report.status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
+        report.error = f"{type(exc).__name__}: {exc}"
         raise
     finally:
         report.duration_s = round(time.monotonic() - started, 3)
@@ -112,9 +127,8 @@ def run_vendor(app: App, vendor: str, *, dry_run: bool = False, force: bool = Fa
                  **report.counts(), syncro_reads=report.requests["reads"],
                  syncro_writes=report.requests["writes"])
         unbind_run("run_id", "vendor")
-    if not dry_run:
-        _finish(app, report)
-    return report
+        if not report.dry_run:
+            _finish(app, report)
 
 
 @dataclass(frozen=True, slots=True)
@@ -209,7 +223,8 @@ def _plan(app: App, vendor: str, reads: _Reads) -> Plan:
         mappings=reads.rows, skipped=skipped, products=targets, schedules=reads.schedules,
         charges=[c for c in snapshot.charges if c.statement_id in applying],
         settled=reads.settled, pending=reads.pending))
-    notices = [*_problem_notices(snapshot), *line_notices, *charge_notices]
+    notices = [*_problem_notices(snapshot), *_price_notices(product_changes), *line_notices,
+               *charge_notices]
     if reads.baseline:
         notices.append(Notice(
             "warning", "baseline",
@@ -283,14 +298,22 @@ def _save_refresh(app: App, refresh: Refresh) -> None:
             tx.delete_vendor_customer(row.vendor, row.vendor_customer_id, row.billing_motion)
 
 
+def _price_notices(changes: Sequence[ProductChange]) -> list[Notice]:
+    """Billing Sync warns about every price change; so do we (it is also in the changes)."""
+    return [Notice("warning", "price_change",
+                   f"{c.name}: cost {c.cost_before} → {c.cost_after}, "
+                   f"retail {c.retail_before} → {c.retail_after}")
+            for c in changes if isinstance(c, UpdateProductPrice)]
+
+
 def _problem_notices(snapshot: Snapshot) -> list[Notice]:
     return [Notice("error", "vendor_data", p.message, customer=p.customer)
             for p in snapshot.problems]
 
 
 def _finish(app: App, report: RunReport) -> None:
-    status = report.status if report.status in {"succeeded", "partial", "failed", "stopped"} \
-        else "failed"
+    final = {"succeeded", "partial", "failed", "stopped", "interrupted"}
+    status = report.status if report.status in final else "failed"
     message = report.error or report.guard
     with app.store.transaction() as tx:
         tx.finish_run(report.run_id, status, report.counts(), message)  # type: ignore[arg-type]

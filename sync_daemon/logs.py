@@ -80,6 +80,26 @@ def get_logger() -> structlog.typing.FilteringBoundLogger:
     return logger
 
 
+class _ToStructlog(logging.Handler):
+    """Re-emits a library's stdlib log records as `library.log` events, so stderr stays JSON."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        fields: dict[str, Any] = {"logger": record.name, "message": record.getMessage()}
+        if record.exc_info:
+            fields["exc_info"] = record.exc_info
+        get_logger().log(record.levelno, "library.log", **fields)
+
+
+def library_logger(name: str, level: str = "warning") -> logging.Logger:
+    """The stdlib logger `name` (a library's), sending `level` and above through structlog only."""
+    logger = logging.getLogger(name)
+    logger.setLevel(_LEVELS[level])
+    logger.propagate = False  # never also through the root logger's plain-text last resort
+    if not any(isinstance(h, _ToStructlog) for h in logger.handlers):
+        logger.addHandler(_ToStructlog())
+    return logger
+
+
 def bind_run(**values: Any) -> None:
     """Bind `run_id`, `vendor` and friends to every event of the current run."""
     structlog.contextvars.bind_contextvars(**values)

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
     AfterValidator,
@@ -75,9 +76,13 @@ CRON_FIELDS = 5
 
 
 def _cron(value: str) -> str:
-    """A five-field crontab expression; the scheduler validates the fields' values."""
+    """A five-field crontab expression whose fields the scheduler accepts."""
     if len(value.split()) != CRON_FIELDS:
         raise ValueError("expected a 5-field cron expression such as '0 6 * * *'")
+    # Imported here: the scheduler module imports this one (through the jobs it runs).
+    from sync_daemon.scheduler import check_cron  # noqa: PLC0415
+
+    check_cron(value)
     return value
 
 
@@ -151,6 +156,29 @@ class CloudiqSettings(Section):
         return names
 
 
+def _time_zone(value: str) -> str:
+    """An IANA time zone name such as `Europe/Oslo`."""
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError("not a known time zone; use an IANA name such as 'Europe/Oslo' "
+                         "or 'UTC'") from None
+    return value
+
+
+class DaemonSettings(Section):
+    """`[daemon]`: how `sync-daemon run` schedules passes and how it stops."""
+
+    timezone: Annotated[str, AfterValidator(_time_zone)] = "UTC"
+    catch_up: bool = True
+    shutdown_timeout_s: float = Field(default=30.0, gt=0, le=3600)
+
+    @property
+    def zone(self) -> ZoneInfo:
+        """The time zone the vendors' `schedule` crons are read in."""
+        return ZoneInfo(self.timezone)
+
+
 class ProductsSettings(Section):
     """`[products]`: how the daemon names and creates Syncro products."""
 
@@ -180,6 +208,7 @@ class Settings(BaseSettings):
     syncro: SyncroSettings
     products: ProductsSettings = ProductsSettings()
     safety: SafetySettings = SafetySettings()
+    daemon: DaemonSettings = DaemonSettings()
     proofpoint: ProofpointSettings | None = None
     cloudiq: CloudiqSettings | None = None
 
@@ -194,6 +223,11 @@ class Settings(BaseSettings):
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         # The file arrives as init arguments; the environment must win over it.
         return env_settings, init_settings
+
+    def vendors(self) -> dict[str, ProofpointSettings | CloudiqSettings]:
+        """Every vendor with a section in the config, enabled or not, in sync order."""
+        sections = {"proofpoint": self.proofpoint, "cloudiq": self.cloudiq}
+        return {name: section for name, section in sections.items() if section is not None}
 
     def secrets(self) -> list[str]:
         """Every secret value, so logs and outputs can be scrubbed of them."""

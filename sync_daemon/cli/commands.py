@@ -19,8 +19,8 @@ from sync_daemon.cli.base import (
     cli,
     handles_errors,
 )
-from sync_daemon.errors import ConfigError
-from sync_daemon.jobs import run_vendor
+from sync_daemon.errors import ConfigError, LockedError
+from sync_daemon.jobs import RunReport, run_vendor
 
 
 @cli.command()
@@ -46,27 +46,38 @@ def check(obj: Context) -> None:
 @click.option("--vendor", type=VENDOR, help="Only this vendor (default: every enabled one).")
 @click.option("--dry-run", is_flag=True, help="Print the plan; change nothing anywhere.")
 @click.option("--force", is_flag=True, help="Apply even what the safety guard would stop.")
+@click.option("--wait", is_flag=True,
+              help="If a pass of the vendor is running elsewhere, wait for it, then run.")
 @click.option("--format", "format_", type=FORMAT, default="text", show_default=True)
 @click.pass_obj
 @handles_errors
-def sync(obj: Context, *, vendor: str | None, dry_run: bool, force: bool, format_: str) -> None:
+def sync(obj: Context, *, vendor: str | None, dry_run: bool, force: bool, wait: bool,
+         format_: str) -> None:
     """Refresh customers, plan and apply, once, for one vendor or all enabled ones."""
     app = obj.app()
+    reports: list[RunReport] = []
+    locked: list[LockedError] = []
     try:
         vendors = [vendor] if vendor else app.enabled_vendors()
         if not vendors:
             raise ConfigError(f"{app.config_path}: no vendor is enabled")
-        reports = [run_vendor(app, v, dry_run=dry_run, force=force) for v in vendors]
+        for name in vendors:
+            try:
+                reports.append(run_vendor(app, name, dry_run=dry_run, force=force, wait=wait))
+            except LockedError as error:  # another pass of this vendor runs: do the others
+                locked.append(error)
     finally:
         app.close()
-    if format_ == "json":
+    if reports and format_ == "json":
         click.echo(json.dumps([report.as_dict(r) for r in reports] if len(reports) > 1
                               else report.as_dict(reports[0]), indent=2, ensure_ascii=False))
-    else:
+    elif reports:
         click.echo("\n\n".join(report.as_text(r) for r in reports))
+    for refused in locked:
+        click.echo(f"error: {refused}", err=True)
     if any(r.status == "stopped" for r in reports):
         sys.exit(EXIT_GUARD)
-    if any(r.status in {"partial", "failed"} for r in reports):
+    if locked or any(r.status in {"partial", "failed"} for r in reports):
         sys.exit(EXIT_PARTIAL)
 
 

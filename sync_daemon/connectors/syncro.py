@@ -334,9 +334,12 @@ class SyncroClient:
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
         max_attempts: int = 6,
+        limiter: RateLimiter | None = None,
     ) -> SyncroClient:
-        """Build a client with its own rate limiter and retry policy."""
-        limiter = RateLimiter(requests_per_minute, clock=clock, sleep=sleep)
+        """Build a client with a retry policy and its own rate limiter, unless it is given
+        one to share with other clients (several passes at once stay under one limit)."""
+        if limiter is None:
+            limiter = RateLimiter(requests_per_minute, clock=clock, sleep=sleep)
         api = HttpApi(
             name="syncro", base_url=base_url, auth=BearerToken(api_token), limiter=limiter,
             timeout=timeout, transport=transport, auth_failure=_auth_failure,

@@ -151,6 +151,7 @@ def demo(directory: Path) -> None:
             ("sync", "--vendor", "cloudiq"),
             ("sync",),
             ("history", "--limit", "8"),
+            ("status",),
         ]
         codes = [run_cli(config, *step) for step in steps]
         writes = sum(syncro.requests.count(method=m) for m in ("POST", "PUT", "DELETE"))

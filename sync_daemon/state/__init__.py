@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from sync_daemon.state.locks import LockPolicy
 from sync_daemon.state.records import (
     AuditEntry,
     IntentStatus,
     ManagedLine,
     ManagedProduct,
     Origin,
+    RunLock,
     RunStatus,
     RunTrigger,
     SyncRun,
@@ -21,9 +23,11 @@ from sync_daemon.state.store import StateStore, StateTransaction
 __all__ = [
     "AuditEntry",
     "IntentStatus",
+    "LockPolicy",
     "ManagedLine",
     "ManagedProduct",
     "Origin",
+    "RunLock",
     "RunStatus",
     "RunTrigger",
     "StateStore",

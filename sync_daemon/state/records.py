@@ -93,6 +93,22 @@ class SyncRun:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class RunLock:
+    """Who holds a vendor's run lock: the pass `run_id` in process `holder` (`hostname:pid`).
+
+    `heartbeat_at` is refreshed while the pass runs; a lock whose heartbeat is too old, or
+    whose holder process is gone from this host, may be taken over (SQLite; PostgreSQL
+    releases a dead holder's advisory lock by itself).
+    """
+
+    vendor: str
+    run_id: str
+    holder: str
+    acquired_at: datetime
+    heartbeat_at: datetime
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class AuditEntry:
     """One change applied to Syncro; values are rendered as text (Decimal via `str`).
 

@@ -1,6 +1,7 @@
 """The state store: what the daemon owns and has done, kept in SQLite or PostgreSQL.
 
 Database errors leave this module as the daemon's own errors (see `StateStore.transaction`).
+`StateStore.run_lock` keeps a vendor's passes one at a time (see `sync_daemon.state.locks`).
 """
 
 from __future__ import annotations
@@ -10,11 +11,11 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Self, TypeVar
+from typing import TYPE_CHECKING, Any, Self, TypeVar, get_args
 from uuid import uuid4
 
 from alembic import command
@@ -33,11 +34,21 @@ from sqlalchemy.exc import (
     StatementError,
 )
 
-from sync_daemon.errors import ConfigError, InvariantError, TransientError
+from sync_daemon.errors import ConfigError, InvariantError, SyncError, TransientError
+from sync_daemon.logs import get_logger
+from sync_daemon.state.locks import (
+    Heartbeat,
+    LockBackend,
+    LockPolicy,
+    PostgresLocks,
+    SqliteLocks,
+    acquire,
+)
 from sync_daemon.state.records import (
     AuditEntry,
     ManagedLine,
     ManagedProduct,
+    RunLock,
     RunStatus,
     RunTrigger,
     SyncRun,
@@ -63,6 +74,8 @@ if TYPE_CHECKING:
 
 R = TypeVar("R", bound="DataclassInstance")  # a record type
 Clock = Callable[[], datetime]
+log = get_logger()
+DEFAULT_LOCK_POLICY = LockPolicy()
 
 _MIGRATIONS = Path(__file__).with_name("migrations")
 _MIGRATION_LOCK = 0x73796E63_73746174  # pg_advisory_xact_lock key; any constant of our own
@@ -82,12 +95,19 @@ def alembic_config(connection: Connection | None = None) -> Config:
 class StateStore:
     """The daemon's memory. Open with `StateStore.open(url)`; read and write in `transaction()`."""
 
-    def __init__(self, engine: Engine, *, clock: Clock = utc_now) -> None:
+    def __init__(
+        self, engine: Engine, *, clock: Clock = utc_now, locks: LockPolicy = DEFAULT_LOCK_POLICY
+    ) -> None:
         self._engine = engine
         self._clock = clock
+        self._lock_policy = locks
+        backend = PostgresLocks if engine.dialect.name == "postgresql" else SqliteLocks
+        self._locks: LockBackend = backend(engine, clock, locks)
 
     @classmethod
-    def open(cls, url: str, *, clock: Clock = utc_now) -> StateStore:
+    def open(
+        cls, url: str, *, clock: Clock = utc_now, locks: LockPolicy = DEFAULT_LOCK_POLICY
+    ) -> StateStore:
         """Connect to `url` (sqlite:// or postgresql://) and migrate it to the latest schema.
 
         Raises:
@@ -106,7 +126,7 @@ class StateStore:
             raise ConfigError(
                 f"cannot open state database {_masked(url)}: {_scrub(reason, engine.url)}"
             ) from None  # the driver's error could quote the password
-        return cls(engine, clock=clock)
+        return cls(engine, clock=clock, locks=locks)
 
     def schema_version(self) -> str | None:
         """The Alembic revision the database is at."""
@@ -130,6 +150,43 @@ class StateStore:
 
     def __repr__(self) -> str:
         return f"StateStore({self._engine.url.render_as_string(hide_password=True)!r})"
+
+    def run_lock(
+        self, vendor: str, run_id: str, *, wait: bool = False
+    ) -> AbstractContextManager[RunLock]:
+        """Hold the vendor's run lock for the block: one pass per vendor, on any machine.
+
+        With `wait`, poll until the holder is done instead of raising. While held, a thread
+        refreshes the heartbeat. Leaving the block releases the lock; a release that fails
+        is logged, not raised (the lock then ends with the process or goes stale).
+
+        Raises:
+            LockedError: another pass holds the lock (it names its run id and start).
+            TransientError: the database is locked or unreachable.
+        """
+        return self._hold(vendor, run_id, wait=wait)
+
+    def lock_holder(self, vendor: str) -> RunLock | None:
+        """The pass holding the vendor's run lock now, or None (a dead holder counts as none)."""
+        with _database_errors():
+            return self._locks.holder(vendor)
+
+    @contextmanager
+    def _hold(self, vendor: str, run_id: str, *, wait: bool) -> Iterator[RunLock]:
+        with _database_errors():
+            held = acquire(self._locks, vendor, run_id, wait=wait, policy=self._lock_policy)
+        heartbeat = Heartbeat(held, self._lock_policy.heartbeat_s)
+        try:
+            yield held.lock
+        finally:
+            heartbeat.stop()
+            try:
+                with _database_errors():
+                    if not held.release():
+                        log.warning("lock.lost", vendor=vendor, run_id=run_id,
+                                    detail="the lock was taken over before the pass ended")
+            except SyncError as error:
+                log.error("lock.release_failed", vendor=vendor, run_id=run_id, error=str(error))
 
     @contextmanager
     def transaction(self) -> Iterator[StateTransaction]:
@@ -159,10 +216,10 @@ class StateTransaction:
 
     # -- sync runs -------------------------------------------------------------------------
 
-    def start_run(self, vendor: str, trigger: RunTrigger) -> SyncRun:
-        """Record a new run in status `running`."""
+    def start_run(self, vendor: str, trigger: RunTrigger, run_id: str | None = None) -> SyncRun:
+        """Record a new run in status `running` (with a new id unless one is given)."""
         run = SyncRun(
-            run_id=uuid4().hex,
+            run_id=run_id or uuid4().hex,
             vendor=vendor,
             trigger=trigger,
             status="running",
@@ -238,6 +295,14 @@ class StateTransaction:
         order = [vendor_customers.c.name, vendor_customers.c.vendor_customer_id]
         filters = {"vendor": vendor, "status": status}
         return self._list(VendorCustomer, vendor_customers, filters, order)
+
+    def count_vendor_customers(self, vendor: str) -> dict[VendorCustomerStatus, int]:
+        """How many of a vendor's customers are in each status (every status, zeros included)."""
+        query = (select(vendor_customers.c.status, func.count())
+                 .where(vendor_customers.c.vendor == vendor)
+                 .group_by(vendor_customers.c.status))
+        found: dict[str, int] = dict(self._connection.execute(query).all())
+        return {status: int(found.get(status, 0)) for status in get_args(VendorCustomerStatus)}
 
     def put_vendor_customer(self, customer: VendorCustomer) -> VendorCustomer:
         """Insert or replace a vendor customer; returns it as stored."""

@@ -198,6 +198,19 @@ sync_runs = Table(
     _one_of("status", get_args(RunStatus)),
 )
 
+# One row per vendor whose pass holds the run lock (SQLite), or that last took the advisory lock
+# (PostgreSQL, where the row only names the holder). No foreign key: the lock is taken before
+# the run is recorded.
+run_locks = Table(
+    "run_locks",
+    metadata,
+    Column("vendor", String(32), primary_key=True),
+    Column("run_id", String(32), nullable=False),
+    Column("holder", String(255), nullable=False),
+    Column("acquired_at", UTCDateTime, nullable=False),
+    Column("heartbeat_at", UTCDateTime, nullable=False),
+)
+
 applied_statements = Table(
     "applied_statements",
     metadata,

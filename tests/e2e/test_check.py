@@ -24,7 +24,7 @@ def test_check_reports_every_connection_connected(make_config: MakeConfig) -> No
     assert result.code == 0, result.stderr
     lines = result.stdout.splitlines()
     assert lines[0].startswith("state")
-    assert "connected: schema 0001" in lines[0]
+    assert "connected: schema 0002_run_locks" in lines[0]
     assert lines[1].startswith("syncro")
     assert "connected: as billing-bot@" in lines[1]
 

@@ -141,12 +141,24 @@ def test_the_example_config_is_valid_and_documents_every_key() -> None:
     example = Path(__file__).parents[2] / "config" / "sync-daemon.example.toml"
     settings = load_settings(example)
     assert settings.proofpoint is not None
-    text = example.read_text(encoding="utf-8")
-    for section, model in settings.model_dump().items():
+    assert settings.cloudiq is not None
+    lines = example.read_text(encoding="utf-8").splitlines()
+    # (section, key) -> the line just above the key, or above the key's first [table].
+    above: dict[tuple[str, str], str] = {}
+    section = ""
+    for previous, line in zip(["", *lines], lines, strict=False):
+        if line.startswith("["):
+            section = line.strip("[]")
+            parent, _, rest = section.partition(".")
+            if rest:  # [proofpoint.packages.business] documents proofpoint.packages
+                above.setdefault((parent, rest.split(".")[0]), previous)
+        elif " = " in line and not line.startswith("#"):
+            above.setdefault((section, line.split(" = ")[0]), previous)
+    for name, model in settings.model_dump().items():
         if isinstance(model, dict):
             for key in model:
-                documented = f"{key} =" in text or f"[{section}.{key}." in text
-                assert documented, f"{section}.{key} undocumented"
+                assert (name, key) in above, f"{name}.{key} is not set in [{name}]"
+                assert above[name, key].startswith("#"), f"{name}.{key} has no comment above"
 
 
 def test_proofpoint_needs_at_least_one_stack(tmp_path: Path) -> None:
