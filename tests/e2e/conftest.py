@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 
@@ -156,8 +156,80 @@ class Sync:
         return [r for r in rows if kind is None or r["kind"] == kind]
 
 
-@dataclass
-class World:
+@dataclass(kw_only=True)
+class SyncroWorld:
+    """What every test world shares: the Syncro sandbox, a state database and config files in
+    `directory`, the real CLI for one vendor, and read-back helpers for Syncro and the state.
+    """
+
+    vendor: ClassVar[str]
+    syncro: SyncroSandbox
+    directory: Path
+    msp_product_id: int = 0
+    _configs: dict[str, Path] = field(default_factory=dict)
+
+    @property
+    def state_url(self) -> str:
+        """The SQLite URL every config of this world shares."""
+        return f"sqlite:///{self.directory / 'state.db'}"
+
+    def config(self, name: str = "sync-daemon.toml") -> Path:
+        """Write the world's default config; worlds add their vendor's section."""
+        raise NotImplementedError
+
+    def _write(self, name: str, sections: dict[str, dict[str, Any]],
+               overrides: Mapping[str, Mapping[str, Any]]) -> Path:
+        for section, values in overrides.items():
+            sections.setdefault(section, {}).update(values)
+        path = write_config(self.directory / name, sections)
+        self._configs[name] = path
+        return path
+
+    def cli(self, *args: str, config: Path | None = None) -> Result:
+        """`sync-daemon --config CONFIG ARGS...` (the default config unless one is given)."""
+        path = config or self._configs.get("sync-daemon.toml") or self.config()
+        return run_cli("--config", str(path), *args)
+
+    def cli_many(self, *commands: Sequence[str], config: Path | None = None) -> list[Result]:
+        """Several read-only commands at once (each is mostly interpreter start-up)."""
+        with ThreadPoolExecutor(max_workers=len(commands)) as pool:
+            return list(pool.map(lambda args: self.cli(*args, config=config), commands))
+
+    def sync(self, *args: str, config: Path | None = None) -> Sync:
+        """`sync --vendor <vendor> --format json ARGS...`, parsed."""
+        result = self.cli("sync", "--vendor", self.vendor, "--format", "json", *args,
+                          config=config)
+        return Sync(result, parse_json(result))
+
+    @contextmanager
+    def store(self) -> Iterator[StateTransaction]:
+        """One transaction on the world's state database (migrated on first use)."""
+        with StateStore.open(self.state_url) as store, store.transaction() as tx:
+            yield tx
+
+    def lines(self, schedule_id: int) -> list[Line]:
+        """Every line of a recurring invoice, as Syncro holds it now."""
+        state = self.syncro.state
+        with state.lock:
+            return [_line(view, state) for view in state.lines.all(schedule_id)]
+
+    def products(self, name: str | None = None) -> list[Record]:
+        """Syncro products (disabled ones included), optionally only those with this name."""
+        return [p for p in self.syncro.state.products.all() if name is None or p["name"] == name]
+
+    def writes(self) -> int:
+        """POST, PUT and DELETE requests Syncro received since the log was last cleared."""
+        return sum(self.syncro.requests.count(method=m) for m in ("POST", "PUT", "DELETE"))
+
+    def snapshot(self) -> SyncroSnapshot:
+        """Every product and every line, to prove nothing changed."""
+        state = self.syncro.state
+        with state.lock:
+            return state.products.all(), state.lines.all()
+
+
+@dataclass(kw_only=True)
+class World(SyncroWorld):
     """Both sandboxes, a state database and config files in `directory`, and helpers.
 
     Seeding goes straight into the sandboxes' state (as an MSP's existing data would be there),
@@ -165,18 +237,10 @@ class World:
     CLI call per mapping); everything under test runs through the real CLI.
     """
 
-    syncro: SyncroSandbox
+    vendor: ClassVar[str] = VENDOR
     proofpoint: ProofpointSandbox
-    directory: Path
-    msp_product_id: int = 0
-    _configs: dict[str, Path] = field(default_factory=dict)
 
     # -- config and CLI ----------------------------------------------------------------------
-
-    @property
-    def state_url(self) -> str:
-        """The SQLite URL every config of this world shares."""
-        return f"sqlite:///{self.directory / 'state.db'}"
 
     def config(self, name: str = "sync-daemon.toml", *,
                packages: Mapping[str, tuple[str, Decimal, Decimal]] = PACKAGES,
@@ -194,29 +258,10 @@ class World:
                 "bill_trials": False, "requests_per_minute": 6000,
             },
         }
-        for section, values in overrides.items():
-            sections.setdefault(section, {}).update(values)
         for key, (product, cost, retail) in packages.items():
             sections[f"proofpoint.packages.{key}"] = {
                 "name": product, "cost": str(cost), "retail": str(retail)}
-        path = write_config(self.directory / name, sections)
-        self._configs[name] = path
-        return path
-
-    def cli(self, *args: str, config: Path | None = None) -> Result:
-        """`sync-daemon --config CONFIG ARGS...` (the default config unless one is given)."""
-        path = config or self._configs.get("sync-daemon.toml") or self.config()
-        return run_cli("--config", str(path), *args)
-
-    def cli_many(self, *commands: Sequence[str], config: Path | None = None) -> list[Result]:
-        """Several read-only commands at once (each is mostly interpreter start-up)."""
-        with ThreadPoolExecutor(max_workers=len(commands)) as pool:
-            return list(pool.map(lambda args: self.cli(*args, config=config), commands))
-
-    def sync(self, *args: str, config: Path | None = None) -> Sync:
-        """`sync --vendor proofpoint --format json ARGS...`, parsed."""
-        result = self.cli("sync", "--vendor", VENDOR, "--format", "json", *args, config=config)
-        return Sync(result, parse_json(result))
+        return self._write(name, sections, overrides)
 
     def history(self, config: Path | None = None) -> list[dict[str, Any]]:
         """`history --format json` (the audit log, newest first)."""
@@ -266,12 +311,6 @@ class World:
         """The org is gone from Proofpoint (the sandbox has no API for this: edit its state)."""
         remove_org(self.proofpoint.state, org)
 
-    @contextmanager
-    def store(self) -> Iterator[StateTransaction]:
-        """One transaction on the world's state database (migrated on first use)."""
-        with StateStore.open(self.state_url) as store, store.transaction() as tx:
-            yield tx
-
     def map(self, *pairs: tuple[Org, Customer], minimum: int | None = None,
             included: int | None = None, status: VendorCustomerStatus = "mapped") -> None:
         """Seed Mapped (or Detached) rows, org → the customer's first recurring invoice,
@@ -298,36 +337,15 @@ class World:
 
     # -- inspecting Syncro -------------------------------------------------------------------
 
-    def lines(self, schedule_id: int) -> list[Line]:
-        """Every line of a recurring invoice, as Syncro holds it now."""
-        state = self.syncro.state
-        with state.lock:
-            return [_line(view, state) for view in state.lines.all(schedule_id)]
-
     def vendor_lines(self, schedule_id: int) -> list[Line]:
         """Lines of a recurring invoice that are not the MSP's own service."""
         return [ln for ln in self.lines(schedule_id) if ln.product_id != self.msp_product_id]
-
-    def products(self, name: str | None = None) -> list[Record]:
-        """Syncro products (disabled ones included), optionally only those with this name."""
-        return [p for p in self.syncro.state.products.all() if name is None or p["name"] == name]
 
     def product(self, product_id: int) -> Record:
         """One product by id; fails the test if it does not exist."""
         found = self.syncro.state.products.get(product_id)
         assert found is not None, f"product {product_id} does not exist in Syncro"
         return found
-
-    def writes(self) -> int:
-        """POST, PUT and DELETE requests Syncro received since the log was last cleared."""
-        return sum(self.syncro.requests.count(method=m) for m in ("POST", "PUT", "DELETE"))
-
-    def snapshot(self) -> SyncroSnapshot:
-        """Every product and every line, to prove nothing changed."""
-        state = self.syncro.state
-        with state.lock:
-            return state.products.all(), state.lines.all()
-
 
 def parse_json(result: Result) -> Any:
     """stdout as JSON; a failure shows what the command printed instead."""
@@ -369,7 +387,7 @@ def open_world(directory: Path, *, syncro_state: SyncroState | None = None,
         syncro = stack.enter_context(
             SyncroSandbox(syncro_state or SyncroState(), requests_per_minute=6000))
         proofpoint = stack.enter_context(ProofpointSandbox(proofpoint_state, stacks=STACKS))
-        world = World(syncro, proofpoint, directory)
+        world = World(syncro=syncro, proofpoint=proofpoint, directory=directory)
         if syncro_state is None:
             world.msp_product_id = int(syncro.state.products.add(
                 MSP_PRODUCT, "Monitoring, patching and helpdesk per endpoint",
@@ -541,26 +559,18 @@ class CloudiqTestSandbox(CloudiqSandbox):
         return super().handle(request)
 
 
-@dataclass
-class CloudiqWorld:
+@dataclass(kw_only=True)
+class CloudiqWorld(SyncroWorld):
     """The Syncro and Cloud-iQ sandboxes, a state database and configs in `directory`.
 
     Seeding goes straight into the sandboxes' state; mapping rows may be seeded straight into
     the state database; everything under test runs through the real CLI (`--vendor cloudiq`).
     """
 
-    syncro: SyncroSandbox
+    vendor: ClassVar[str] = CLOUDIQ
     cloudiq: CloudiqTestSandbox
-    directory: Path
-    msp_product_id: int = 0
-    _configs: dict[str, Path] = field(default_factory=dict)
 
     # -- config and CLI ----------------------------------------------------------------------
-
-    @property
-    def state_url(self) -> str:
-        """The SQLite URL every config of this world shares."""
-        return f"sqlite:///{self.directory / 'state.db'}"
 
     @property
     def ciq(self) -> CloudiqState:
@@ -582,26 +592,7 @@ class CloudiqWorld:
                 "product_sync_mode": "in_use", "requests_per_minute": 6000,
             },
         }
-        for section, values in overrides.items():
-            sections.setdefault(section, {}).update(values)
-        path = write_config(self.directory / name, sections)
-        self._configs[name] = path
-        return path
-
-    def cli(self, *args: str, config: Path | None = None) -> Result:
-        """`sync-daemon --config CONFIG ARGS...` (the default config unless one is given)."""
-        path = config or self._configs.get("sync-daemon.toml") or self.config()
-        return run_cli("--config", str(path), *args)
-
-    def cli_many(self, *commands: Sequence[str], config: Path | None = None) -> list[Result]:
-        """Several read-only commands at once."""
-        with ThreadPoolExecutor(max_workers=len(commands)) as pool:
-            return list(pool.map(lambda args: self.cli(*args, config=config), commands))
-
-    def sync(self, *args: str, config: Path | None = None) -> Sync:
-        """`sync --vendor cloudiq --format json ARGS...`, parsed."""
-        result = self.cli("sync", "--vendor", CLOUDIQ, "--format", "json", *args, config=config)
-        return Sync(result, parse_json(result))
+        return self._write(name, sections, overrides)
 
     # -- seeding Syncro ----------------------------------------------------------------------
 
@@ -655,12 +646,6 @@ class CloudiqWorld:
 
     # -- the state database ------------------------------------------------------------------
 
-    @contextmanager
-    def store(self) -> Iterator[StateTransaction]:
-        """One transaction on the world's state database (migrated on first use)."""
-        with StateStore.open(self.state_url) as store, store.transaction() as tx:
-            yield tx
-
     def map(self, tenant: CustomerTenant, customer: Customer, *, motion: str = MONTHLY,
             schedule_id: int | None = None) -> None:
         """Seed a Mapped row (tenant, billing motion) → the customer's recurring invoice."""
@@ -678,12 +663,6 @@ class CloudiqWorld:
 
     # -- inspecting Syncro -------------------------------------------------------------------
 
-    def lines(self, schedule_id: int) -> list[Line]:
-        """Every line of a recurring invoice, as Syncro holds it now."""
-        state = self.syncro.state
-        with state.lock:
-            return [_line(view, state) for view in state.lines.all(schedule_id)]
-
     def recurring_lines(self, schedule_id: int) -> list[Line]:
         """Lines that bill every month, other than the MSP's own service."""
         return [ln for ln in self.lines(schedule_id)
@@ -697,21 +676,6 @@ class CloudiqWorld:
         state = self.syncro.state
         with state.lock:
             return {int(view["id"]) for view in state.lines.all() if view["one_time_charge"]}
-
-    def products(self, name: str | None = None) -> list[Record]:
-        """Syncro products (disabled ones included), optionally only those with this name."""
-        return [p for p in self.syncro.state.products.all() if name is None or p["name"] == name]
-
-    def writes(self) -> int:
-        """POST, PUT and DELETE requests Syncro received since the log was last cleared."""
-        return sum(self.syncro.requests.count(method=m) for m in ("POST", "PUT", "DELETE"))
-
-    def snapshot(self) -> SyncroSnapshot:
-        """Every product and every line, to prove nothing changed."""
-        state = self.syncro.state
-        with state.lock:
-            return state.products.all(), state.lines.all()
-
 
 def empty_cloudiq_state() -> CloudiqState:
     """A partner account with its API client and user, the Monthly and Annual invoice profiles
@@ -735,7 +699,7 @@ def open_cloudiq_world(directory: Path) -> Iterator[CloudiqWorld]:
     partner account with its price list."""
     with SyncroSandbox(SyncroState(), requests_per_minute=6000) as syncro, \
             CloudiqTestSandbox(empty_cloudiq_state()) as cloudiq:
-        world = CloudiqWorld(syncro, cloudiq, directory)
+        world = CloudiqWorld(syncro=syncro, cloudiq=cloudiq, directory=directory)
         world.msp_product_id = int(syncro.state.products.add(
             MSP_PRODUCT, "Monitoring, patching and helpdesk per endpoint",
             price_retail="45.00", price_cost="0", taxable=False)["id"])
