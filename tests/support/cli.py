@@ -6,7 +6,8 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Mapping
+import tomllib
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,8 +26,16 @@ class Result:
         return [json.loads(line) for line in self.stderr.splitlines() if line.strip()]
 
 
+SECRET_WORDS = ("token", "password", "secret")
+
+
 def run_cli(*args: str, env: Mapping[str, str] | None = None, timeout: float = 60) -> Result:
-    """`sync-daemon ARGS...` in a fresh interpreter, with `SYNC_DAEMON_*` cleared unless given."""
+    """`sync-daemon ARGS...` in a fresh interpreter, with `SYNC_DAEMON_*` cleared unless given.
+
+    Every call also checks that no configured secret (from the `--config` file or the
+    environment) appears in what the command printed or logged, so every end-to-end test
+    guards against leaks.
+    """
     base = {k: v for k, v in os.environ.items() if not k.startswith("SYNC_DAEMON_")}
     completed = subprocess.run(
         [sys.executable, "-m", "sync_daemon", *args],
@@ -36,7 +45,33 @@ def run_cli(*args: str, env: Mapping[str, str] | None = None, timeout: float = 6
         check=False,
         env={**base, **(env or {})},
     )
-    return Result(completed.returncode, completed.stdout, completed.stderr)
+    result = Result(completed.returncode, completed.stdout, completed.stderr)
+    for secret in configured_secrets(args, env or {}):
+        assert secret not in result.stdout + result.stderr, "a configured secret was printed"
+    return result
+
+
+def configured_secrets(args: Sequence[str], env: Mapping[str, str]) -> set[str]:
+    """Values of token/password/secret keys in the `--config` file and `SYNC_DAEMON_*` vars."""
+    found = {v for k, v in env.items()
+             if k.startswith("SYNC_DAEMON_") and any(w in k.lower() for w in SECRET_WORDS)}
+    if "--config" in args[:-1]:
+        path = Path(args[list(args).index("--config") + 1])
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+            return found
+        found |= set(_secret_values(data))
+    # Values this short would match by accident (and are not realistic secrets).
+    return {s for s in found if isinstance(s, str) and len(s) >= 6}
+
+
+def _secret_values(data: Any, key: str = "") -> Iterator[str]:
+    if isinstance(data, Mapping):
+        for k, v in data.items():
+            yield from _secret_values(v, str(k))
+    elif isinstance(data, str) and any(w in key.lower() for w in SECRET_WORDS):
+        yield data
 
 
 def toml_value(value: Any) -> str:
