@@ -17,6 +17,7 @@ from sync_daemon.invoices.plan import LineInputs, plan_lines
 from sync_daemon.invoices.statements import completed_statements, split_baseline
 from sync_daemon.logs import bind_run, get_logger, unbind_run
 from sync_daemon.mapping.refresh import Refresh, plan_refresh
+from sync_daemon.notify import notify_run
 from sync_daemon.plan import Notice, Plan, ProductChange, SeatTotals, UpdateProductPrice
 from sync_daemon.products.plan import ProductRules, plan_products
 from sync_daemon.state import ManagedLine, ManagedProduct, VendorCustomer
@@ -85,7 +86,8 @@ def run_vendor(app: App, vendor: str, *, dry_run: bool = False, force: bool = Fa
     Trouble with a single item (a rejected write, one customer's bad data) is in the report;
     trouble that stops the pass (credentials, an unreachable API) is recorded on the run and
     raised. A dry run writes nothing, not even to the state database. With `wait`, a pass
-    running elsewhere is waited for instead of refused.
+    running elsewhere is waited for instead of refused. After every pass that is not a dry
+    run (failed ones included), `[notify]` may send one digest e-mail; that never fails it.
 
     Raises:
         LockedError: another pass of the vendor is running; nothing was done or recorded.
@@ -94,10 +96,16 @@ def run_vendor(app: App, vendor: str, *, dry_run: bool = False, force: bool = Fa
     if dry_run:
         _pass(app, report, force=force, trigger=trigger)
         return report
-    with app.store.run_lock(vendor, report.run_id, wait=wait):
-        with app.store.transaction() as tx:
-            tx.start_run(vendor, trigger, run_id=report.run_id)
-        _pass(app, report, force=force, trigger=trigger)
+    try:
+        with app.store.run_lock(vendor, report.run_id, wait=wait):
+            with app.store.transaction() as tx:
+                tx.start_run(vendor, trigger, run_id=report.run_id)
+            _pass(app, report, force=force, trigger=trigger)
+    except Exception:
+        if report.status != "running":  # the pass ran and failed (not refused by the lock)
+            notify_run(app.settings, report)
+        raise
+    notify_run(app.settings, report)
     return report
 
 

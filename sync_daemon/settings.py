@@ -193,6 +193,41 @@ class SafetySettings(Section):
     max_zeroed_customers: int = Field(default=3, ge=0)
 
 
+NotifyOn = Literal["error", "warning", "unmapped"]
+DEFAULT_NOTIFY_ON: tuple[NotifyOn, ...] = ("error", "warning")
+
+
+class NotifySettings(Section):
+    """`[notify]`: one digest e-mail per pass that has something in `on`; empty `email_to` = off.
+
+    `on`: "error" (a failed or partial pass, failed changes, error notices), "warning"
+    (warnings other than unmapped: price changes, detached customers, ...), "unmapped".
+    """
+
+    email_to: list[str] = Field(default_factory=list)
+    email_from: str = Field(default="sync-daemon@localhost", min_length=3)
+    smtp_host: str = Field(min_length=1)
+    smtp_port: int = Field(default=587, gt=0, le=65535)
+    smtp_user: str | None = None
+    smtp_password: SecretStr | None = None
+    starttls: bool = True
+    on: list[NotifyOn] = Field(default_factory=lambda: list(DEFAULT_NOTIFY_ON))
+
+    @field_validator("email_to")
+    @classmethod
+    def _addresses(cls, value: list[str]) -> list[str]:
+        addresses = [address.strip() for address in value]
+        for address in addresses:
+            if "@" not in address or any(c.isspace() or c in ",;<>" for c in address):
+                raise ValueError(f"not an e-mail address: {address!r}")
+        return addresses
+
+    @property
+    def enabled(self) -> bool:
+        """Whether there is anyone to send to."""
+        return bool(self.email_to)
+
+
 class Settings(BaseSettings):
     """The whole configuration."""
 
@@ -211,6 +246,7 @@ class Settings(BaseSettings):
     daemon: DaemonSettings = DaemonSettings()
     proofpoint: ProofpointSettings | None = None
     cloudiq: CloudiqSettings | None = None
+    notify: NotifySettings | None = None
 
     @classmethod
     def settings_customise_sources(
@@ -237,6 +273,8 @@ class Settings(BaseSettings):
         if self.cloudiq is not None:
             found += [self.cloudiq.client_secret.get_secret_value(),
                       self.cloudiq.password.get_secret_value()]
+        if self.notify is not None and self.notify.smtp_password is not None:
+            found.append(self.notify.smtp_password.get_secret_value())
         return found
 
 

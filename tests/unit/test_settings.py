@@ -189,3 +189,35 @@ retail = 2.2
     assert settings.proofpoint is not None
     price = settings.proofpoint.packages["business"]
     assert (price.cost, price.retail) == (Decimal("1.1"), Decimal("2.2"))
+
+
+def test_notify_is_optional_and_its_password_is_a_secret(tmp_path: Path) -> None:
+    assert load_settings(config(tmp_path, VALID)).notify is None
+    settings = load_settings(config(tmp_path, VALID + """
+[notify]
+email_to = ["ops@msp.example"]
+smtp_host = "smtp.msp.example"
+smtp_user = "sync"
+smtp_password = "P-smtp"
+"""))
+    notify = settings.notify
+    assert notify is not None
+    assert (notify.email_from, notify.smtp_port, notify.starttls) == (
+        "sync-daemon@localhost", 587, True)
+    assert notify.on == ["error", "warning"]
+    assert notify.enabled
+    assert "P-smtp" in settings.secrets()
+
+
+@pytest.mark.parametrize(
+    ("extra", "expected"),
+    [
+        ('email_to = ["not an address"]', "notify.email_to: "),
+        ('on = ["errors"]', "notify.on.0: "),
+        ("smtp_port = 0", "notify.smtp_port: "),
+    ],
+)
+def test_bad_notify_keys_are_named(tmp_path: Path, extra: str, expected: str) -> None:
+    text = VALID + f'\n[notify]\nsmtp_host = "smtp.msp.example"\n{extra}\n'
+    with pytest.raises(ConfigError, match=expected):
+        load_settings(config(tmp_path, text))
