@@ -45,6 +45,7 @@ import httpx
 import pytest
 import vcr
 from vcr.request import Request
+from vcr.serializers import yamlserializer
 
 from sync_daemon.connectors.http import encode_json
 
@@ -315,3 +316,25 @@ class RecordingTransport(httpx.HTTPTransport):
         request.read()
         self.sent.append(request)
         return super().handle_request(request)
+
+
+Interaction = tuple[dict[str, Any], dict[str, Any]]
+
+
+def read_hand_written(path: Path, *, cites: tuple[str, ...]) -> list[Interaction]:
+    """A cassette's (request, response) pairs, after the checks every cassette must pass:
+    the hand-written header citing one of `cites`, vcrpy's format, and header values as lists
+    of strings (vcrpy's httpx stub needs them so)."""
+    text = path.read_text(encoding="utf-8")
+    header = text.split("\ninteractions:", 1)[0]
+    assert header.startswith("# Hand-written from the reference documents")
+    assert "Sources:" in header
+    assert any(source in header for source in cites), f"{path.name} cites none of {cites}"
+    data = yamlserializer.deserialize(text)
+    assert data["version"] == 1
+    assert data["interactions"]
+    pairs = [(i["request"], i["response"]) for i in data["interactions"]]
+    for _, response in pairs:
+        assert all(isinstance(v, list) and all(isinstance(s, str) for s in v)
+                   for v in response["headers"].values())
+    return pairs
