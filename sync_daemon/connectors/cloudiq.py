@@ -101,6 +101,24 @@ class CustomerTenant:
 
 
 @dataclass(frozen=True, slots=True)
+class MalformedTenant:
+    """A customer tenant that could not be parsed; the other fields are what could be read.
+
+    `profile_unreadable` tells an invoice profile that is there but broken from none at all.
+    """
+
+    position: int
+    reason: str
+    id: str | None = None
+    name: str | None = None
+    invoice_profile: InvoiceProfile | None = None
+    profile_unreadable: bool = False
+
+
+TenantResult = CustomerTenant | MalformedTenant
+
+
+@dataclass(frozen=True, slots=True)
 class AgreementProduct:
     """One price-list row: a PartNumber for one term and billing cycle, priced per period.
 
@@ -424,6 +442,25 @@ def _implausible(p: _RecordPayload) -> str | None:
     return None
 
 
+def parse_tenant(data: Any, position: int) -> TenantResult:
+    """One customer tenant: a `CustomerTenant`, or a `MalformedTenant` saying why not."""
+    if not isinstance(data, Mapping):
+        return MalformedTenant(position, f"expected a tenant object, got {type(data).__name__}")
+    try:
+        p = _TenantPayload.model_validate(data)
+    except ValidationError as exc:
+        raw = data.get("InvoiceProfile")
+        try:
+            profile = _profile(_ReferencePayload.model_validate(raw)) if raw is not None else None
+        except ValidationError:
+            profile = None
+        return MalformedTenant(position, _reasons(exc), id=_lenient_text(data.get("Id")),
+                               name=_lenient_text(data.get("Name")), invoice_profile=profile,
+                               profile_unreadable=raw is not None and profile is None)
+    return CustomerTenant(id=p.id, name=p.name, domain=p.domain.lower() if p.domain else None,
+                          invoice_profile=_profile(p.invoice_profile))
+
+
 def parse_agreement_product(data: Any, position: int) -> ProductResult:
     """One price-list row: an `AgreementProduct`, or a `MalformedProduct` saying why not."""
     if not isinstance(data, Mapping):
@@ -703,15 +740,10 @@ class CloudiqClient:
         p = _parse(_OrganizationPayload, body, "organization")
         return CloudiqOrganization(id=p.id, name=p.name)
 
-    def list_customer_tenants(self, organization_id: int) -> list[CustomerTenant]:
-        """Every customer tenant of the organization."""
-        tenants = []
-        for item in self._collection("customertenants", organization_id):
-            p = _parse(_TenantPayload, item, "customer tenant")
-            tenants.append(CustomerTenant(
-                id=p.id, name=p.name, domain=p.domain.lower() if p.domain else None,
-                invoice_profile=_profile(p.invoice_profile)))
-        return tenants
+    def list_customer_tenants(self, organization_id: int) -> list[TenantResult]:
+        """Every customer tenant of the organization, each parsed on its own."""
+        return [parse_tenant(item, position) for position, item
+                in enumerate(self._collection("customertenants", organization_id))]
 
     def list_invoice_profiles(self, organization_id: int) -> list[InvoiceProfile]:
         """Every invoice profile of the organization (the billing motions to choose from)."""
@@ -790,7 +822,7 @@ class CloudiqApi(Protocol):
         """One organization."""
         ...
 
-    def list_customer_tenants(self, organization_id: int) -> list[CustomerTenant]:
+    def list_customer_tenants(self, organization_id: int) -> list[TenantResult]:
         """Every customer tenant."""
         ...
 
@@ -1056,17 +1088,30 @@ class CloudiqSource:
 
         Raises:
             ConfigError: credentials refused or a billing motion that does not exist.
-            InvariantError: a statement's records file cannot be decoded; a partial statement
-                would look like seats that were cancelled, so nothing is returned.
+            InvariantError: a statement's records file cannot be decoded, or a record or
+                tenant cannot be told apart (no tenant id); a partial statement would look like
+                seats that were cancelled, so nothing is returned.
         """
         organization_id = self.config.organization_id
         profiles = self._profiles()
         found = _Pass(prices=self._prices())
         for tenant in self.client.list_customer_tenants(organization_id):
             profile = tenant.invoice_profile
-            if profile is not None and (profiles is None or profile.id in profiles):
-                motion = profiles[profile.id] if profiles else profile.name
-                found.see(tenant.id, tenant.name, motion, tenant.domain)
+            if isinstance(tenant, MalformedTenant) and (tenant.id is None
+                                                        or tenant.profile_unreadable):
+                # A tenant missing from the list may be one whose mapping would turn Detached.
+                raise InvariantError(
+                    f"cloudiq: customer tenant #{tenant.position + 1} ({tenant.name or 'no name'}"
+                    f") is malformed: {tenant.reason}; without its id and invoice profile the "
+                    "daemon cannot tell whose it is, so nothing is synced until it reads whole")
+            if profile is None or (profiles is not None and profile.id not in profiles):
+                continue
+            motion = profiles[profile.id] if profiles else profile.name
+            if isinstance(tenant, MalformedTenant):
+                found.problem(f"customer tenant {tenant.name or tenant.id} is malformed: "
+                              f"{tenant.reason}", tenant.id, tenant.name, motion)
+            found.see(tenant.id or "", tenant.name or tenant.id or "", motion,
+                      tenant.domain if isinstance(tenant, CustomerTenant) else None)
         for read in self._reads(profiles):
             records = self.client.billing_records(read.statement.id)
             self._read(found, read, records)
@@ -1133,11 +1178,15 @@ class CloudiqSource:
             if isinstance(record, MalformedRecord):
                 label = f"#{record.position + 1}" + (f" (id {record.record_id})"
                                                      if record.record_id is not None else "")
-                found.problem(f"statement {s.id}: record {label} is unreadable: {record.reason}",
-                              record.tenant_id, record.tenant_name, read.motion)
-                if record.tenant_id is not None:
-                    found.see(record.tenant_id, record.tenant_name or record.tenant_id,
-                              read.motion, None)
+                message = f"statement {s.id}: record {label} is unreadable: {record.reason}"
+                if record.tenant_id is None:
+                    # Whose seats are missing cannot be told: a tenant's total would drop.
+                    raise InvariantError(
+                        f"cloudiq: {message}; without its tenant the daemon cannot tell whose "
+                        "record it is, so nothing is synced until the statement reads whole")
+                found.problem(message, record.tenant_id, record.tenant_name, read.motion)
+                found.see(record.tenant_id, record.tenant_name or record.tenant_id,
+                          read.motion, None)
                 continue
             found.see(record.tenant_id, record.tenant_name, read.motion, record.tenant_domain)
             sku = record.sku

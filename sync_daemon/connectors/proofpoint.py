@@ -501,6 +501,7 @@ class _Pass:
     """What one `fetch` gathers before it becomes a `Snapshot`."""
 
     found: dict[int, _Found] = field(default_factory=dict)
+    malformed: dict[int, SourceCustomer] = field(default_factory=dict)
     problems: list[SourceProblem] = field(default_factory=list)
     skipped: int = 0
 
@@ -624,6 +625,7 @@ class ProofpointSource:
             ConfigError: credentials refused or the login is not a partner admin.
             TransientError: a stack stayed unreachable; a partial snapshot would look like
                 customers that left, so none is returned.
+            InvariantError: a child org without a readable eid or type, for the same reason.
         """
         found = _Pass()
         for base_url in self.settings.base_urls:
@@ -642,6 +644,7 @@ class ProofpointSource:
                 continue
             if usage is not None:
                 usages.append(usage)
+        customers += [c for eid, c in found.malformed.items() if eid not in found.found]
         products = self._products({u.sku for u in usages})
         log.info("proofpoint.fetched", stacks=len(self.settings.base_urls),
                  customers=len(customers), usages=len(usages), problems=len(problems),
@@ -660,10 +663,19 @@ class ProofpointSource:
             return
         if isinstance(item, MalformedOrg):
             label = item.name or item.primary_domain or f"#{item.position + 1}"
-            found.problems.append(SourceProblem(
-                message=f"org {label} on {stack} is malformed: {item.reason}",
-                customer_id=str(item.eid) if item.eid is not None else None, customer=item.name,
-            ))
+            message = f"org {label} on {stack} is malformed: {item.reason}"
+            if item.eid is None:
+                # Whose count is missing cannot be told, and a customer missing from the list
+                # would be detached and billed 0: no part of this list can be trusted.
+                raise InvariantError(
+                    f"proofpoint: {message}; without its eid the daemon cannot tell whose org "
+                    "it is, so nothing is synced until Proofpoint lists every org whole")
+            found.problems.append(SourceProblem(message, customer_id=str(item.eid),
+                                                customer=item.name))
+            # Still a customer of the partner: its mapping must not turn Detached.
+            found.malformed.setdefault(item.eid, SourceCustomer(
+                id=str(item.eid), name=item.name or item.primary_domain or f"org {item.eid}",
+                domains=(item.primary_domain,) if item.primary_domain else ()))
             return
         first = found.found.get(item.eid)
         if first is None:
@@ -672,7 +684,13 @@ class ProofpointSource:
         differ = [f for f in _COMPARED if getattr(first.org, f) != getattr(item, f)]
         if set(first.org.domains) != set(item.domains):
             differ.append("domains")
-        if differ:
+        if differ and first.base_url == base_url:
+            found.problems.append(SourceProblem(
+                message=(f"org {item.eid} is listed twice on {stack} with different "
+                         f"{', '.join(differ)}: nothing is billed for it until they agree"),
+                customer_id=str(item.eid), customer=first.org.name,
+            ))
+        elif differ:
             first_stack = stack_label(first.base_url)
             found.problems.append(SourceProblem(
                 message=(f"org {item.eid} is on {first_stack} and {stack} with different "

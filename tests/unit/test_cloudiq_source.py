@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import math
+import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import date
@@ -654,21 +655,53 @@ def test_mode_all_reports_a_sku_missing_from_the_price_list(build: Make) -> None
 def test_a_malformed_record_is_its_tenants_problem_and_the_others_go_on(build: Make) -> None:
     broken = rec("210002")
     del broken["Amount"]
-    nameless = {**rec("210003"), "CustomerTenant": None}
-    snapshot = fetch(build, [rec("210001"), broken, nameless, "not a record"])
+    snapshot = fetch(build, [rec("210001"), broken])
     assert snapshot.problems == (
         SourceProblem(f"statement 880101: record #2 (id {broken['Id']}) is unreadable: "
                       "Amount: missing", "210002", "Birch Legal LLP",
                       billing_motion="Monthly"),
-        SourceProblem(f"statement 880101: record #3 (id {nameless['Id']}) is unreadable: "
-                      "CustomerTenant: Input should be a valid dictionary or instance of "
-                      "_RecordTenantPayload", None, None, billing_motion="Monthly"),
-        SourceProblem("statement 880101: record #4 is unreadable: expected a record object, "
-                      "got str", None, None, billing_motion="Monthly"),
     )
     assert {c for c, _ in snapshot.customers_with_problems()} == {"210002"}
     assert [u.customer_id for u in snapshot.usages] == ["210001"]
     assert [c.id for c in snapshot.customers] == ["210001", "210002"]
+
+
+def test_a_malformed_tenant_is_its_own_problem_and_stays_in_the_table(build: Make) -> None:
+    fake = FakeCloudiq(statements=[stmt(880101)], records={880101: [rec("210001")]}, tenants=[
+        tenant(210001), {**tenant(210002), "Name": ""}, {**tenant(210003, None), "Name": ["x"]}])
+    snapshot = build(fake).fetch()
+    assert snapshot.problems == (SourceProblem(
+        "customer tenant 210002 is malformed: Name: must not be empty", "210002", None,
+        billing_motion="Monthly"),)
+    assert [(c.id, c.name) for c in snapshot.customers] == [
+        ("210002", "210002"), ("210001", "Acme Dental Group")]  # 210003 has no profile
+
+
+@pytest.mark.parametrize(
+    "broken",
+    [{**tenant(210002), "Id": None}, {**tenant(210002), "Name": "", "InvoiceProfile": 3101},
+     "not a tenant"],
+    ids=["no-id", "unreadable-profile", "not-an-object"],
+)
+def test_a_tenant_of_unknown_identity_fails_the_fetch(build: Make, broken: Any) -> None:
+    fake = FakeCloudiq(statements=[stmt(880101)], records={880101: [rec("210001")]},
+                       tenants=[tenant(210001), broken])
+    with pytest.raises(InvariantError, match=r"customer tenant #2 .* cannot tell whose it is"):
+        build(fake).fetch()
+
+
+@pytest.mark.parametrize(
+    ("record", "reason"),
+    [
+        ({**rec("210003"), "CustomerTenant": None},
+         "is unreadable: CustomerTenant: Input should be a valid dictionary"),
+        ("not a record", "record #2 is unreadable: expected a record object, got str"),
+    ],
+)
+def test_a_record_of_no_known_tenant_fails_the_fetch(build: Make, record: Any, reason: str) -> None:
+    # Whose seats it holds cannot be told: a tenant's total would silently drop.
+    with pytest.raises(InvariantError, match=re.escape(reason) + ".*cannot tell whose"):
+        fetch(build, [rec("210001"), record])
 
 
 @pytest.mark.parametrize(

@@ -399,9 +399,15 @@ def test_a_field_the_rules_do_not_need_may_be_missing(
 def test_a_malformed_org_is_its_own_problem(
     build: Make, changes: dict[str, Any], reason: str,
 ) -> None:
-    snapshot = fetch(build, [org(1), org(2, **{"name": "Broken", **changes}), org(3)])
+    orgs = [org(1), org(2, **{"name": "Broken", **changes}), org(3)]
+    if "eid" in changes:  # whose org it is cannot be told: the whole list is untrusted
+        with pytest.raises(InvariantError, match=f"is malformed: {re.escape(reason)}; "):
+            fetch(build, orgs)
+        return
+    snapshot = fetch(build, orgs)
     assert [u.customer_id for u in snapshot.usages] == ["1", "3"]
-    assert [c.id for c in snapshot.customers] == ["1", "3"]
+    # Still the partner's customer, so its mapping stays (nothing of it is planned).
+    assert [c.id for c in snapshot.customers] == ["1", "3", "2"]
     [problem] = snapshot.problems
     assert problem.message.startswith("org ")
     assert problem.message.endswith(f" on us1 is malformed: {reason}"), problem.message
@@ -409,15 +415,31 @@ def test_a_malformed_org_is_its_own_problem(
 
 def test_a_malformed_org_is_named_by_what_could_be_read(build: Make) -> None:
     snapshot = fetch(build, [org(7, name="Broken Ltd", active_users=-1),
-                             org(9, eid="x", name=""), "not an org"])
+                             org(8, name="", primary_domain="blank.example")])
     assert snapshot.problems == (
         SourceProblem("org Broken Ltd on us1 is malformed: active_users: a seat count cannot be "
                       "negative (got -1)", customer_id="7", customer="Broken Ltd"),
-        SourceProblem("org org9.example on us1 is malformed: eid: expected a positive id, "
-                      "got 'x'; name: must not be empty", customer_id=None, customer=None),
-        SourceProblem("org #3 on us1 is malformed: expected an org object, got str",
-                      customer_id=None, customer=None),
+        SourceProblem("org blank.example on us1 is malformed: name: must not be empty",
+                      customer_id="8", customer=None),
     )
+    assert [(c.id, c.name) for c in snapshot.customers] == [
+        ("7", "Broken Ltd"), ("8", "blank.example")]
+    with pytest.raises(InvariantError, match=re.escape(
+            "org org9.example on us1 is malformed: eid: expected a positive id, got 'x'; "
+            "name: must not be empty; without its eid")):
+        fetch(build, [org(7), org(9, eid="x", name="")])
+    with pytest.raises(InvariantError, match="org #2 on us1 is malformed: expected an org "
+                                             "object, got str"):
+        fetch(build, [org(7), "not an org"])
+
+
+def test_an_org_listed_twice_on_one_stack_is_a_problem_unless_identical(build: Make) -> None:
+    snapshot = fetch(build, [org(1), org(1), org(2), org(2, active_users=99)])
+    assert [c.id for c in snapshot.customers] == ["1", "2"]
+    assert [u.customer_id for u in snapshot.usages] == ["1", "2"]
+    assert snapshot.problems == (SourceProblem(
+        "org 2 is listed twice on us1 with different active_users: nothing is billed for it "
+        "until they agree", customer_id="2", customer="Org 2"),)
 
 
 @pytest.mark.parametrize(
