@@ -5,6 +5,7 @@
     │   └── UsageError       a command's arguments name nothing, or several things
     ├── TransientError       try again later (network, 429, 5xx); carries retry_after
     ├── LockedError          another pass of this vendor is running; carries its run_id, since
+    ├── PlanClosedError      a stored plan was already approved, rejected or superseded
     ├── RejectedError        the remote refused this one request (4xx/422); skip that item
     │   └── NotFoundError    the remote has no such object (404)
     ├── AmbiguousWriteError  a write may have landed; reconcile before retrying
@@ -53,6 +54,10 @@ class LockedError(SyncError):
         self.run_id = run_id
         self.since = since
         self.holder = holder
+
+
+class PlanClosedError(SyncError):
+    """A plan kept for approval can no longer be approved or rejected; plan again."""
 
 
 class RejectedError(SyncError):

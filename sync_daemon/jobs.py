@@ -1,30 +1,54 @@
-"""`run_vendor()`: one sync pass for one vendor, read → refresh mapping → plan → guard → apply."""
+"""`run_vendor()`: one sync pass for one vendor, read → refresh mapping → plan → guard → apply.
+
+Under `approval = "required"` the pass stores its plan instead of applying it;
+`approve_plan()` applies a stored plan later, and `reject_plan()` discards it.
+"""
 
 from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 
 from sync_daemon.app import App
 from sync_daemon.apply import Applied, Applier
+from sync_daemon.approval import (
+    SyncroView,
+    decode_change,
+    fingerprint,
+    hold_plan,
+    schedules_needed,
+    select,
+    supersede,
+)
 from sync_daemon.connectors.syncro import Product, Schedule
-from sync_daemon.errors import NotFoundError, SyncError
+from sync_daemon.errors import NotFoundError, PlanClosedError, SyncError, UsageError
 from sync_daemon.invoices.charges import ChargeInputs, plan_charges
 from sync_daemon.invoices.plan import LineInputs, plan_lines
 from sync_daemon.invoices.statements import completed_statements, split_baseline
 from sync_daemon.logs import bind_run, get_logger, unbind_run
 from sync_daemon.mapping.refresh import Refresh, plan_refresh
 from sync_daemon.notify import notify_run
-from sync_daemon.plan import Notice, Plan, ProductChange, SeatTotals, UpdateProductPrice
+from sync_daemon.plan import (
+    Change,
+    Notice,
+    Plan,
+    ProductChange,
+    SeatTotals,
+    UpdateProductPrice,
+    describe,
+)
 from sync_daemon.products.plan import ProductRules, plan_products
-from sync_daemon.state import ManagedLine, ManagedProduct, VendorCustomer
+from sync_daemon.state import ManagedLine, ManagedProduct, PlannedChange, StoredPlan, VendorCustomer
 from sync_daemon.state.records import RunStatus, RunTrigger, utc_now
 from sync_daemon.vendor import Snapshot, Statement
 
 log = get_logger()
+# Told of each change as it is applied, with how many are done and the total (a progress bar).
+Progress = Callable[[int, int], None]
+REPLAN = "Syncro changed since the plan was made; run `sync-daemon sync` to plan again"
 
 
 @dataclass
@@ -37,6 +61,7 @@ class RunReport:
     status: RunStatus | str = "running"
     plan: Plan | None = None
     applied: list[Applied] = field(default_factory=list)
+    refused: list[Applied] = field(default_factory=list)
     refresh: Refresh | None = None
     guard: str | None = None
     error: str | None = None
@@ -55,6 +80,7 @@ class RunReport:
             "changes_planned": len(changes),
             "changes_applied": sum(1 for a in self.applied if a.error is None),
             "changes_failed": sum(1 for a in self.applied if a.error is not None),
+            "changes_refused": len(self.refused),
             "warnings": sum(1 for n in self.notices if n.level == "warning"),
             "errors": sum(1 for n in self.notices if n.level == "error")
             + (1 if self.error else 0),
@@ -80,7 +106,7 @@ def guard_message(seats: SeatTotals, *, max_decrease_percent: Decimal,
 
 def run_vendor(app: App, vendor: str, *, dry_run: bool = False, force: bool = False,
                trigger: RunTrigger = "manual", wait: bool = False,
-               run_id: str | None = None) -> RunReport:
+               run_id: str | None = None, progress: Progress | None = None) -> RunReport:
     """One pass for `vendor`, holding the vendor's run lock (a dry run takes none).
 
     Trouble with a single item (a rejected write, one customer's bad data) is in the report;
@@ -93,23 +119,33 @@ def run_vendor(app: App, vendor: str, *, dry_run: bool = False, force: bool = Fa
         LockedError: another pass of the vendor is running; nothing was done or recorded.
     """
     report = RunReport(run_id=run_id or uuid.uuid4().hex, vendor=vendor, dry_run=dry_run)
+
+    def work() -> None:
+        _run(app, report, force=force, progress=progress)
+
     if dry_run:
-        _pass(app, report, force=force, trigger=trigger)
+        _pass(app, report, work, trigger=trigger)
         return report
-    try:
-        with app.store.run_lock(vendor, report.run_id, wait=wait):
-            with app.store.transaction() as tx:
-                tx.start_run(vendor, trigger, run_id=report.run_id)
-            _pass(app, report, force=force, trigger=trigger)
-    except Exception:
-        if report.status != "running":  # the pass ran and failed (not refused by the lock)
-            notify_run(app.settings, report)
-        raise
-    notify_run(app.settings, report)
+    with app.store.run_lock(vendor, report.run_id, wait=wait):
+        _recorded_pass(app, report, work, trigger=trigger)
     return report
 
 
-def _pass(app: App, report: RunReport, *, force: bool, trigger: RunTrigger) -> None:
+def _recorded_pass(app: App, report: RunReport, work: Callable[[], None], *,
+                   trigger: RunTrigger) -> None:
+    """Record the run, do the pass, then send the digest (also when the pass failed)."""
+    with app.store.transaction() as tx:
+        tx.start_run(report.vendor, trigger, run_id=report.run_id)
+    try:
+        _pass(app, report, work, trigger=trigger)
+    except Exception:
+        notify_run(app.settings, report)
+        raise
+    notify_run(app.settings, report)
+
+
+def _pass(app: App, report: RunReport, work: Callable[[], None], *,
+          trigger: RunTrigger) -> None:
     """Run and time the pass, log it, and record how it ended (unless a dry run)."""
     started = time.monotonic()
     # One client serves every vendor of a `sync`: count this pass's requests only.
@@ -117,7 +153,7 @@ def _pass(app: App, report: RunReport, *, force: bool, trigger: RunTrigger) -> N
     bind_run(run_id=report.run_id, vendor=report.vendor)
     log.info("sync.started", dry_run=report.dry_run, trigger=trigger)
     try:
-        _run(app, report, force=force)
+        work()
     except SyncError as exc:
         report.status, report.error = "failed", str(exc)
         log.error("sync.failed", error=str(exc), kind=type(exc).__name__)
@@ -157,7 +193,7 @@ class _Reads:
     pending: frozenset[str]
 
 
-def _run(app: App, report: RunReport, *, force: bool) -> None:
+def _run(app: App, report: RunReport, *, force: bool, progress: Progress | None) -> None:
     reads = _read(app, report)
     report.plan = _plan(app, report.vendor, reads)
     seats = report.plan.seats
@@ -179,7 +215,11 @@ def _run(app: App, report: RunReport, *, force: bool) -> None:
         return
     assert report.refresh is not None
     _save_refresh(app, report.refresh)
-    _apply(app, report, {p.id: p for p in reads.products})
+    section = app.settings.vendors().get(report.vendor)
+    if section is not None and section.approval == "required":
+        _hold(app, report, reads)
+    else:
+        _apply(app, report, {p.id: p for p in reads.products}, progress)
     _record_statements(app, report, reads)
 
 
@@ -264,15 +304,43 @@ def _record_statements(app: App, report: RunReport, reads: _Reads) -> None:
                         billing_motion=statement.billing_motion)
 
 
-def _apply(app: App, report: RunReport, products: dict[int, Product]) -> None:
+def _apply(app: App, report: RunReport, products: dict[int, Product],
+           progress: Progress | None) -> None:
     assert report.plan is not None
+    with app.store.transaction() as tx:
+        superseded = supersede(tx, report.vendor, by=report.run_id)
+    if superseded:
+        log.info("plan.superseded", plans=superseded)
     applier = Applier(app.syncro, app.store, run_id=report.run_id, vendor=report.vendor,
                       products=products)
-    for change in report.plan.changes:
+    total = len(report.plan.changes)
+    for done, change in enumerate(report.plan.changes, start=1):
         report.applied.append(applier.apply(change))
+        if progress is not None:
+            progress(done, total)
     failed = any(a.error for a in report.applied) or any(
         n.level == "error" for n in report.plan.notices)
     report.status = "partial" if failed else "succeeded"
+
+
+def _hold(app: App, report: RunReport, reads: _Reads) -> None:
+    """Store the plan for approval instead of applying it (`approval = "required"`)."""
+    assert report.plan is not None
+    view = SyncroView({p.id: p for p in reads.products}, reads.schedules)
+    with app.store.transaction() as tx:
+        if report.plan.changes:
+            superseded = hold_plan(tx, report.run_id, report.plan, view)
+        else:
+            superseded = supersede(tx, report.vendor, by=report.run_id)
+    if superseded:
+        log.info("plan.superseded", plans=superseded)
+    if not report.plan.changes:
+        report.status = "partial" if any(n.level == "error" for n in report.plan.notices) \
+            else "succeeded"
+        return
+    report.status = "pending"
+    log.warning("plan.pending", changes=len(report.plan.changes),
+                approve=f"sync-daemon plan approve {report.run_id}")
 
 
 def _read_schedules(app: App, rows: Sequence[VendorCustomer],
@@ -320,8 +388,161 @@ def _problem_notices(snapshot: Snapshot) -> list[Notice]:
 
 
 def _finish(app: App, report: RunReport) -> None:
-    final = {"succeeded", "partial", "failed", "stopped", "interrupted"}
+    final = {"succeeded", "partial", "failed", "stopped", "interrupted", "pending"}
     status = report.status if report.status in final else "failed"
     message = report.error or report.guard
     with app.store.transaction() as tx:
         tx.finish_run(report.run_id, status, report.counts(), message)  # type: ignore[arg-type]
+
+
+# -- approval ----------------------------------------------------------------------------------
+
+
+def approve_plan(app: App, plan_run_id: str, *, only: Sequence[str] = (),
+                 progress: Progress | None = None) -> RunReport:
+    """Apply the stored plan of pass `plan_run_id` (or, with `only`, those customers' part).
+
+    Runs as a pass of its own (trigger `approval`) holding the vendor's run lock. Syncro is
+    read again first, and a change whose Syncro objects moved since planning is refused, not
+    applied. The plan is `approved` once none of its changes is pending.
+
+    Raises:
+        UsageError: no plan has this run id, or `only` names a customer it does not change.
+        PlanClosedError: the plan was approved, rejected or superseded.
+        LockedError: a pass of the plan's vendor is running.
+    """
+    stored = find_plan(app, plan_run_id)
+    plan_run_id = stored.run_id
+    report = RunReport(run_id=uuid.uuid4().hex, vendor=stored.vendor, dry_run=False)
+    with app.store.run_lock(stored.vendor, report.run_id, wait=False):
+        # Read again under the lock: another approval may have run meanwhile.
+        stored = find_plan(app, plan_run_id)
+        _check_open(app, stored)
+        with app.store.transaction() as tx:
+            rows = tx.list_planned_changes(plan_run_id)
+        chosen = select([(row, decode_change(row.change)) for row in rows
+                         if row.status == "pending"], only)
+
+        def work() -> None:
+            log.info("plan.approving", plan_run_id=plan_run_id, changes=len(chosen),
+                     only=list(only) or None)
+            _approve(app, report, stored, chosen, progress)
+
+        _recorded_pass(app, report, work, trigger="approval")
+    return report
+
+
+def reject_plan(app: App, plan_run_id: str) -> StoredPlan:
+    """Discard the stored plan of pass `plan_run_id`; nothing is written to Syncro.
+
+    Raises:
+        UsageError: no plan has this run id.
+        PlanClosedError: the plan was already approved, rejected or superseded.
+        LockedError: a pass of the plan's vendor (an approval, say) is running.
+    """
+    stored = find_plan(app, plan_run_id)
+    plan_run_id = stored.run_id
+    with app.store.run_lock(stored.vendor, uuid.uuid4().hex, wait=False):
+        _check_open(app, find_plan(app, plan_run_id))
+        with app.store.transaction() as tx:
+            tx.close_plan(plan_run_id, "rejected", message="rejected by the operator")
+            closed = tx.get_plan(plan_run_id)
+    assert closed is not None
+    log.info("plan.rejected", plan_run_id=plan_run_id, vendor=stored.vendor)
+    return closed
+
+
+def _approve(app: App, report: RunReport, stored: StoredPlan,
+             chosen: Sequence[tuple[PlannedChange, Change]],
+             progress: Progress | None) -> None:
+    changes = [change for _, change in chosen]
+    seats = SeatTotals(int(stored.seats.get("before", 0)), int(stored.seats.get("after", 0)))
+    report.plan = Plan(stored.vendor, tuple(changes), (), seats)
+    view = SyncroView({p.id: p for p in app.syncro.list_products()},
+                      _get_schedules(app, schedules_needed(changes)))
+    applier = Applier(app.syncro, app.store, run_id=report.run_id, vendor=stored.vendor,
+                      products=view.products)
+    with app.store.transaction() as tx:
+        # Products an earlier approval of this plan created, for the lines that bill them.
+        applier.product_ids.update({p.sku: p.syncro_product_id
+                                    for p in tx.list_managed_products(stored.vendor)})
+    for done, (row, change) in enumerate(chosen, start=1):
+        if fingerprint(change, view) != row.fingerprint:
+            outcome = Applied(change, error=REPLAN)
+            report.refused.append(outcome)
+            for described in describe(change):
+                log.warning("plan.change_refused", action=described.action,
+                            target=described.target, customer=described.customer,
+                            reason=REPLAN)
+            status = "refused"
+        else:
+            outcome = applier.apply(change)
+            report.applied.append(outcome)
+            status = "applied" if outcome.error is None else "failed"
+        with app.store.transaction() as tx:
+            tx.decide_planned_change(stored.run_id, row.seq, status,  # type: ignore[arg-type]
+                                     applied_run_id=report.run_id, message=outcome.error)
+        if progress is not None:
+            progress(done, len(chosen))
+    with app.store.transaction() as tx:
+        if all(row.status != "pending" for row in tx.list_planned_changes(stored.run_id)):
+            tx.close_plan(stored.run_id, "approved")
+    trouble = report.refused or any(a.error for a in report.applied)
+    report.status = "partial" if trouble else "succeeded"
+
+
+def find_plan(app: App, run_id: str) -> StoredPlan:
+    """The stored plan of pass `run_id`, or of the one pass whose id starts with it (at least
+    6 characters, as summaries print 8).
+
+    Raises:
+        UsageError: no plan, or several, match.
+    """
+    with app.store.transaction() as tx:
+        stored = tx.get_plan(run_id)
+        candidates = [] if stored is not None or len(run_id) < 6 else [
+            plan for plan in tx.list_plans(limit=None) if plan.run_id.startswith(run_id)]
+    if stored is None and len(candidates) == 1:
+        stored = candidates[0]
+    if stored is None:
+        many = f": {', '.join(p.run_id for p in candidates)}" if candidates else ""
+        raise UsageError(f"{'several stored plans' if candidates else 'no stored plan'} "
+                         f"match run id {run_id!r}{many} "
+                         "(`sync-daemon plan show` lists the pending ones)")
+    return stored
+
+
+def _check_open(app: App, stored: StoredPlan) -> None:
+    """Refuse a plan that is closed, or older than its vendor's next scheduled run.
+
+    Raises:
+        PlanClosedError: the plan cannot be approved or rejected any more.
+    """
+    # Imported here: the scheduler imports this module (it runs the passes).
+    from sync_daemon.scheduler import next_run_at  # noqa: PLC0415
+
+    section = app.settings.vendors().get(stored.vendor)
+    if stored.status == "pending" and section is not None and section.enabled:
+        due = next_run_at(section.schedule, app.settings.daemon.zone, stored.created_at)
+        if due <= utc_now():
+            with app.store.transaction() as tx:
+                tx.close_plan(stored.run_id, "superseded",
+                              message=f"superseded by the scheduled run due {due.isoformat()}")
+            raise PlanClosedError(
+                f"plan {stored.run_id} was superseded: {stored.vendor}'s scheduled run was due "
+                f"{due:%Y-%m-%d %H:%M %Z} after it was made; run `sync-daemon sync` to plan again")
+    if stored.status != "pending":
+        raise PlanClosedError(f"plan {stored.run_id} is {stored.status}"
+                              + (f" (on {stored.decided_at:%Y-%m-%d %H:%M} UTC)"
+                                 if stored.decided_at else "")
+                              + "; run `sync-daemon sync` to plan again")
+
+
+def _get_schedules(app: App, ids: set[int]) -> dict[int, Schedule | None]:
+    schedules: dict[int, Schedule | None] = {}
+    for schedule_id in sorted(ids):
+        try:
+            schedules[schedule_id] = app.syncro.get_schedule(schedule_id)
+        except NotFoundError:
+            schedules[schedule_id] = None
+    return schedules

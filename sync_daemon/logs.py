@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import sys
 from collections.abc import Iterable, MutableMapping
-from typing import Any, TextIO
+from typing import Any, TextIO, cast
 
 import structlog
 from structlog.typing import EventDict, Processor, WrappedLogger
@@ -42,6 +42,20 @@ class SecretScrubber:
         return value
 
 
+class _CurrentStderr:
+    """Whatever `sys.stderr` is at each write, so that a progress bar that takes stderr over
+    (rich redirects it while the bar is drawn) prints log lines above the bar."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+    def isatty(self) -> bool:
+        return sys.stderr.isatty()
+
+
 def configure(
     *,
     format: str = "json",  # noqa: A002  the config key is called `format`
@@ -50,7 +64,7 @@ def configure(
     stream: TextIO | None = None,
 ) -> None:
     """Configure structlog for the process; call once, from the CLI."""
-    out = stream if stream is not None else sys.stderr
+    out = stream if stream is not None else cast(TextIO, _CurrentStderr())
     renderer: Processor
     if format == "console":
         renderer = structlog.dev.ConsoleRenderer(colors=out.isatty())

@@ -90,6 +90,10 @@ Cron = Annotated[str, AfterValidator(_cron)]
 Money = Annotated[Decimal, Field(ge=0, max_digits=12, decimal_places=2)]
 
 
+# "auto" applies a pass's plan at once; "required" stores it for `sync-daemon plan approve`.
+Approval = Literal["auto", "required"]
+
+
 class PackagePrice(Section):
     """`[proofpoint.packages.<key>]`: the MSP's price for one Proofpoint package."""
 
@@ -109,6 +113,7 @@ class ProofpointSettings(Section):
     count: Literal["active_users", "user_licenses", "billable_users"] = "active_users"
     bill_trials: bool = False
     schedule: Cron = "0 6 * * *"
+    approval: Approval = "auto"
     # Proofpoint documents no rate limit; stay polite.
     requests_per_minute: int = Field(default=120, gt=0, le=100_000)
     timeout_s: float = Field(default=30.0, gt=0, le=600)
@@ -140,6 +145,7 @@ class CloudiqSettings(Section):
     sync_annual: bool = True
     new_products_taxable: bool = True
     schedule: Cron = "0 5 * * *"
+    approval: Approval = "auto"
     # Cloud-iQ documents no rate limit (vendor-apis.md §C.3); stay polite.
     requests_per_minute: int = Field(default=120, gt=0, le=100_000)
     timeout_s: float = Field(default=30.0, gt=0, le=600)

@@ -1,5 +1,6 @@
 """`status`: per configured vendor, its last run, its next scheduled one, whether a pass runs
-now, and how many customers are not mapped or detached. Reads the state database only."""
+now, a plan waiting for approval, and how many customers are not mapped or detached. Reads the
+state database only."""
 
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ class VendorStatus:
     last_run: SyncRun | None
     running: RunLock | None
     customers: Mapping[VendorCustomerStatus, int]
+    pending_plan: tuple[str, int] | None = None  # run id, changes still pending
 
 
 def vendor_statuses(settings: Settings, store: StateStore, now: datetime) -> list[VendorStatus]:
@@ -33,12 +35,15 @@ def vendor_statuses(settings: Settings, store: StateStore, now: datetime) -> lis
         with store.transaction() as tx:
             last = next(iter(tx.list_runs(vendor, limit=1)), None)
             customers = tx.count_vendor_customers(vendor)
+            plan = next(iter(tx.list_plans(vendor, status="pending", limit=1)), None)
+            pending = None if plan is None else (plan.run_id, sum(
+                1 for c in tx.list_planned_changes(plan.run_id) if c.status == "pending"))
         upcoming = (next_run_at(section.schedule, settings.daemon.zone, now)
                     if section.enabled else None)
         found.append(VendorStatus(vendor=vendor, enabled=section.enabled,
                                   schedule=section.schedule, next_run_at=upcoming,
                                   last_run=last, running=store.lock_holder(vendor),
-                                  customers=customers))
+                                  customers=customers, pending_plan=pending))
     return found
 
 
@@ -60,6 +65,8 @@ def as_dict(status: VendorStatus, zone: tzinfo) -> dict[str, Any]:
             "run_id": lock.run_id or None, "since": _iso(lock.acquired_at),
             "holder": lock.holder or None, "heartbeat_at": _iso(lock.heartbeat_at),
         },
+        "pending_plan": None if status.pending_plan is None else {
+            "run_id": status.pending_plan[0], "changes": status.pending_plan[1]},
         "customers": dict(status.customers),
     }
 
@@ -71,6 +78,7 @@ def as_text(status: VendorStatus, zone: tzinfo) -> str:
         rows.append(("result", _result(status.last_run)))
     rows += [("next run", _next_run(status, zone)),
              ("running now", _running(status.running, zone)),
+             *([("approval", _pending(status.pending_plan))] if status.pending_plan else []),
              ("customers", ", ".join(f"{count} {name.replace('_', ' ')}"
                                      for name, count in status.customers.items()))]
     return "\n".join([status.vendor, *(f"  {label:<12} {text}" for label, text in rows)])
@@ -87,7 +95,10 @@ def _last_run(run: SyncRun | None, zone: tzinfo) -> str:
 def _result(run: SyncRun) -> str:
     counts = run.counts
     numbers = (f"{_plural(counts.get('changes_applied', 0), 'change')} applied, "
-               f"{counts.get('changes_failed', 0)} failed; "
+               f"{counts.get('changes_failed', 0)} failed"
+               + (f", {counts['changes_refused']} refused" if counts.get("changes_refused")
+                  else "")
+               + "; "
                f"{_plural(counts.get('warnings', 0), 'warning')}, "
                f"{_plural(counts.get('errors', 0), 'error')}")
     return f"{numbers} ({run.message})" if run.message else numbers
@@ -105,6 +116,11 @@ def _running(lock: RunLock | None, zone: tzinfo) -> str:
     if not lock.run_id:
         return "yes (its run id is not recorded yet)"
     return f"yes, since {_local(lock.acquired_at, zone)} (run {lock.run_id} on {lock.holder})"
+
+
+def _pending(plan: tuple[str, int]) -> str:
+    run_id, changes = plan
+    return f"plan {run_id} waiting, {_plural(changes, 'change')} (`sync-daemon plan show`)"
 
 
 def _plural(count: int, noun: str) -> str:

@@ -10,10 +10,10 @@ import sys
 import click
 
 from sync_daemon import logs
-from sync_daemon.cli import commands, mapping, service
+from sync_daemon.cli import commands, mapping, plans, service
 from sync_daemon.cli.base import EXIT_PARTIAL, cli
 
-__all__ = ["cli", "commands", "main", "mapping", "service"]
+__all__ = ["cli", "commands", "main", "mapping", "plans", "service"]
 
 
 def main() -> None:

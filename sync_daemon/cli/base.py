@@ -3,18 +3,22 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import wraps
 from typing import Any, TypeVar, cast
 
 import click
 from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
+from rich.progress import Progress as RichProgress
 from rich.table import Table
 
 from sync_daemon import __version__, logs
 from sync_daemon.app import App
 from sync_daemon.errors import ConfigError, SyncError
+from sync_daemon.jobs import Progress
 from sync_daemon.settings import insecure_permissions_warning, load_settings, resolve_config_path
 
 EXIT_OK = 0
@@ -88,3 +92,29 @@ def print_table(columns: Sequence[str], rows: Sequence[Sequence[object]], *, emp
         # Piped output is read whole or by scripts: never wrap a cell into several lines.
         console = Console(soft_wrap=True, width=400)
     console.print(table)
+
+
+@contextmanager
+def progress_bars() -> Iterator[Callable[[str], Progress | None]]:
+    """Per pass, a progress bar on stderr, or None when stderr is not a terminal.
+
+    The bar pulses while the pass reads and plans, then counts the changes applied; it is
+    removed when done. Log lines print above it.
+    """
+    console = Console(stderr=True)
+    if not console.is_terminal:
+        yield lambda _label: None
+        return
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+               TimeElapsedColumn())
+    with RichProgress(*columns, console=console, transient=True) as bars:
+        def for_pass(label: str) -> Progress:
+            task = bars.add_task(f"{label}: reading and planning", total=None)
+
+            def advance(done: int, total: int) -> None:
+                bars.update(task, description=f"{label}: applying changes", completed=done,
+                            total=total)
+
+            return advance
+
+        yield for_pass

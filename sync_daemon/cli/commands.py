@@ -18,6 +18,7 @@ from sync_daemon.cli.base import (
     Context,
     cli,
     handles_errors,
+    progress_bars,
 )
 from sync_daemon.errors import ConfigError, LockedError
 from sync_daemon.jobs import RunReport, run_vendor
@@ -61,11 +62,13 @@ def sync(obj: Context, *, vendor: str | None, dry_run: bool, force: bool, wait: 
         vendors = [vendor] if vendor else app.enabled_vendors()
         if not vendors:
             raise ConfigError(f"{app.config_path}: no vendor is enabled")
-        for name in vendors:
-            try:
-                reports.append(run_vendor(app, name, dry_run=dry_run, force=force, wait=wait))
-            except LockedError as error:  # another pass of this vendor runs: do the others
-                locked.append(error)
+        with progress_bars() as bar:
+            for name in vendors:
+                try:
+                    reports.append(run_vendor(app, name, dry_run=dry_run, force=force,
+                                              wait=wait, progress=bar(name)))
+                except LockedError as error:  # another pass of this vendor runs: the others
+                    locked.append(error)
     finally:
         app.close()
     if reports and format_ == "json":

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -11,9 +11,14 @@ from typing import Any, Literal
 
 VendorCustomerStatus = Literal["mapped", "not_mapped", "detached"]
 Origin = Literal["created", "adopted"]
-RunTrigger = Literal["manual", "schedule"]
-RunStatus = Literal["running", "succeeded", "partial", "failed", "stopped", "interrupted"]
+RunTrigger = Literal["manual", "schedule", "approval"]
+# `pending`: the pass stored its plan for approval instead of applying it.
+RunStatus = Literal["running", "succeeded", "partial", "failed", "stopped", "interrupted",
+                    "pending"]
 IntentStatus = Literal["pending", "settled", "abandoned"]
+PlanStatus = Literal["pending", "approved", "rejected", "superseded"]
+PlannedChangeStatus = Literal["pending", "applied", "failed", "refused", "rejected",
+                              "superseded"]
 
 
 def utc_now() -> datetime:
@@ -143,3 +148,39 @@ class WriteIntent:
     result_id: int | None = None
     created_at: datetime
     settled_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StoredPlan:
+    """A pass's plan kept for approval (`approval = "required"`); its changes are rows apart.
+
+    `notices` and `seats` are what the pass reported, as JSON-ready data, for `plan show`.
+    """
+
+    run_id: str
+    vendor: str
+    status: PlanStatus
+    created_at: datetime
+    decided_at: datetime | None = None
+    notices: Sequence[Mapping[str, Any]] = ()
+    seats: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PlannedChange:
+    """One change of a stored plan, with the fingerprint of the Syncro state it was planned on.
+
+    `change` is the encoded change (`sync_daemon.approval.encode_change`); `customer` is the
+    vendor customer id it belongs to (None for product changes); `applied_run_id` is the
+    approval run that decided it.
+    """
+
+    run_id: str
+    seq: int
+    kind: str
+    customer: str | None
+    change: Mapping[str, Any]
+    fingerprint: str
+    status: PlannedChangeStatus = "pending"
+    applied_run_id: str | None = None
+    message: str | None = None

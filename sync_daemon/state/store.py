@@ -48,9 +48,13 @@ from sync_daemon.state.records import (
     AuditEntry,
     ManagedLine,
     ManagedProduct,
+    PlannedChange,
+    PlannedChangeStatus,
+    PlanStatus,
     RunLock,
     RunStatus,
     RunTrigger,
+    StoredPlan,
     SyncRun,
     VendorCustomer,
     VendorCustomerStatus,
@@ -62,6 +66,8 @@ from sync_daemon.state.tables import (
     audit_log,
     managed_lines,
     managed_products,
+    planned_changes,
+    plans,
     sync_runs,
     vendor_customers,
     write_intents,
@@ -424,6 +430,66 @@ class StateTransaction:
         """Intents not yet settled or abandoned, oldest first: the ones to reconcile."""
         order = [write_intents.c.created_at, write_intents.c.key]
         return self._list(WriteIntent, write_intents, {"status": "pending"}, order)
+
+    # -- plans kept for approval ----------------------------------------------------------
+
+    def save_plan(self, plan: StoredPlan, changes: Sequence[PlannedChange]) -> None:
+        """Store a new plan and its changes (numbered by `seq`)."""
+        self._connection.execute(insert(plans).values(_values(plan)
+                                                      | {"notices": list(plan.notices),
+                                                         "seats": dict(plan.seats)}))
+        rows = [_values(change) | {"change": dict(change.change)} for change in changes]
+        if rows:
+            self._connection.execute(insert(planned_changes), rows)
+
+    def get_plan(self, run_id: str) -> StoredPlan | None:
+        """The plan the pass `run_id` stored, if any."""
+        return self._first(StoredPlan, plans, run_id=run_id)
+
+    def list_plans(self, vendor: str | None = None, status: PlanStatus | None = None,
+                   limit: int | None = 20) -> list[StoredPlan]:
+        """Stored plans, newest first."""
+        order = [plans.c.created_at.desc(), plans.c.run_id]
+        return self._list(StoredPlan, plans, {"vendor": vendor, "status": status}, order, limit)
+
+    def list_planned_changes(self, run_id: str) -> list[PlannedChange]:
+        """A plan's changes in the order they were planned (and are applied)."""
+        return self._list(PlannedChange, planned_changes, {"run_id": run_id},
+                          [planned_changes.c.seq])
+
+    def decide_planned_change(self, run_id: str, seq: int, status: PlannedChangeStatus, *,
+                              applied_run_id: str | None = None,
+                              message: str | None = None) -> None:
+        """Close one pending change of a plan.
+
+        Raises:
+            InvariantError: the change is unknown or was already decided.
+        """
+        done = self._connection.execute(
+            update(planned_changes)
+            .where(planned_changes.c.run_id == run_id, planned_changes.c.seq == seq,
+                   planned_changes.c.status == "pending")
+            .values(status=status, applied_run_id=applied_run_id, message=message)
+        ).rowcount
+        if not done:
+            raise InvariantError(f"change {seq} of plan {run_id} is unknown or already decided")
+
+    def close_plan(self, run_id: str, status: PlanStatus,
+                   message: str | None = None) -> bool:
+        """Close a pending plan; its changes still pending take `status` (with `message`)
+        unless the plan was approved. False when the plan was not pending.
+        """
+        closed = self._connection.execute(
+            update(plans).where(plans.c.run_id == run_id, plans.c.status == "pending")
+            .values(status=status, decided_at=self._now())
+        ).rowcount
+        if closed and status != "approved":
+            self._connection.execute(
+                update(planned_changes)
+                .where(planned_changes.c.run_id == run_id,
+                       planned_changes.c.status == "pending")
+                .values(status=status, message=message))
+        return bool(closed)
 
     # -- generic helpers -------------------------------------------------------------------
 

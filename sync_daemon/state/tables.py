@@ -29,6 +29,8 @@ from sqlalchemy.types import TypeDecorator, TypeEngine
 from sync_daemon.state.records import (
     IntentStatus,
     Origin,
+    PlannedChangeStatus,
+    PlanStatus,
     RunStatus,
     RunTrigger,
     VendorCustomerStatus,
@@ -249,4 +251,34 @@ write_intents = Table(
     Column("settled_at", UTCDateTime),
     Index(None, "status"),
     _one_of("status", get_args(IntentStatus)),
+)
+
+# Plans kept for approval, one per pass that planned under `approval = "required"`.
+plans = Table(
+    "plans",
+    metadata,
+    Column("run_id", ForeignKey("sync_runs.run_id"), primary_key=True),
+    Column("vendor", String(32), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("decided_at", UTCDateTime),
+    Column("notices", JSON, nullable=False),
+    Column("seats", JSON, nullable=False),
+    Index(None, "vendor"),
+    _one_of("status", get_args(PlanStatus)),
+)
+
+planned_changes = Table(
+    "planned_changes",
+    metadata,
+    Column("run_id", ForeignKey("plans.run_id"), primary_key=True),
+    Column("seq", Integer, primary_key=True, autoincrement=False),
+    Column("kind", String(32), nullable=False),
+    Column("customer", String(255)),
+    Column("change", JSON, nullable=False),
+    Column("fingerprint", String(64), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("applied_run_id", ForeignKey("sync_runs.run_id")),
+    Column("message", Text),
+    _one_of("status", get_args(PlannedChangeStatus)),
 )

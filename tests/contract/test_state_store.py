@@ -98,7 +98,7 @@ def _with_engine(url: str, work: Callable[[Connection], T]) -> T:
 
 def test_open_migrates_to_head_and_reopening_changes_nothing(database_url: str) -> None:
     with StateStore.open(database_url) as store:
-        assert store.schema_version() == HEAD == "0002_run_locks"
+        assert store.schema_version() == HEAD == "0003_plans"
         run_id = _start_run(store)
     # A plain postgresql:// URL is mapped to psycopg 3.
     plain = database_url.replace("postgresql+psycopg://", "postgresql://")
