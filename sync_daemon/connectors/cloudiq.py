@@ -1184,9 +1184,10 @@ class CloudiqSource:
                     raise InvariantError(
                         f"cloudiq: {message}; without its tenant the daemon cannot tell whose "
                         "record it is, so nothing is synced until the statement reads whole")
-                found.problem(message, record.tenant_id, record.tenant_name, read.motion)
-                found.see(record.tenant_id, record.tenant_name or record.tenant_id,
-                          read.motion, None)
+                known = found.customers.get((record.tenant_id, read.motion))
+                name = record.tenant_name or (known.name if known else None)
+                found.problem(message, record.tenant_id, name, read.motion)
+                found.see(record.tenant_id, name or record.tenant_id, read.motion, None)
                 continue
             found.see(record.tenant_id, record.tenant_name, read.motion, record.tenant_domain)
             sku = record.sku
