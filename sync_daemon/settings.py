@@ -301,18 +301,32 @@ def load_settings(path: Path) -> Settings:
         raise ConfigError(_describe(path, exc)) from None
 
 
+SECRET_KEYS = frozenset({"api_token", "password", "client_secret", "smtp_password"})
+
+
 def insecure_permissions_warning(path: Path) -> str | None:
-    """A warning when a config file that holds secrets is readable by other users."""
+    """A warning when a config file that holds secrets is open to other users (group or
+    others may read or write it); None when it holds no secret (they live in the environment).
+    """
     try:
         mode = path.stat().st_mode
-    except OSError:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
         return None
-    if mode & (stat.S_IRGRP | stat.S_IROTH):
+    if mode & 0o077 and _holds_secret(data):
         return (
-            f"{path} holds secrets but is readable by other users "
+            f"{path} holds secrets but other users may read it "
             f"(mode {stat.filemode(mode)}); run: chmod 600 {path}"
         )
     return None
+
+
+def _holds_secret(data: Mapping[str, Any]) -> bool:
+    return any(
+        (key in SECRET_KEYS and value not in ("", None))
+        or (isinstance(value, Mapping) and _holds_secret(value))
+        for key, value in data.items()
+    )
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
