@@ -345,16 +345,11 @@ def _hold(app: App, report: RunReport, reads: _Reads) -> None:
 
 def _read_schedules(app: App, rows: Sequence[VendorCustomer],
                     managed: Sequence[ManagedLine]) -> dict[int, Schedule | None]:
-    """Each schedule the plan needs, read once; a schedule gone from Syncro reads as None."""
+    """Each schedule the plan needs, read once (several in flight, under the one rate limit);
+    a schedule gone from Syncro reads as None."""
     wanted = {r.schedule_id for r in rows if r.status != "not_mapped" and r.schedule_id}
     wanted |= {line.schedule_id for line in managed}
-    schedules: dict[int, Schedule | None] = {}
-    for schedule_id in sorted(wanted):
-        try:
-            schedules[schedule_id] = app.syncro.get_schedule(schedule_id)
-        except NotFoundError:
-            schedules[schedule_id] = None
-    return schedules
+    return app.syncro.get_schedules(wanted)
 
 
 def _after_refresh(rows: Sequence[VendorCustomer], refresh: Refresh) -> list[VendorCustomer]:
