@@ -97,8 +97,9 @@ def seat_totals(inputs: LineInputs, changes: Sequence[LineChange]) -> SeatTotals
     # "Before" is what the daemon last billed, not a hand edit it is about to set back:
     # correcting a typed 99 back to 9 is not a 90 % drop.
     before: dict[object, tuple[str, Decimal]] = {}
+    lines = _lines_by_id(inputs.schedules)
     for record in inputs.managed_lines:
-        line = _line(inputs.schedules, record.schedule_id, record.syncro_line_id)
+        line = lines.get((record.schedule_id, record.syncro_line_id))
         if line is not None:
             before[line.id] = (_customer_id(record.vendor_customer_id, record.billing_motion),
                                record.last_quantity)
@@ -148,7 +149,9 @@ class _CustomerPlanner:
             return [], [Notice("error", "schedule_missing",
                                f"recurring invoice {schedule_id} no longer exists in Syncro; "
                                "map the customer again", customer=self.ref.label)]
-        changes: list[LineChange] = list(self._leave_other_schedules(schedule.id))
+        changes: list[LineChange] = []
+        if any(record.schedule_id != schedule.id for record in self.managed):
+            changes += self._leave_other_schedules(schedule.id)
         notices: list[Notice] = []
         desired = {u.sku: billed_quantity(u, self.mapping) for u in usages}
         notices += [Notice("warning", "not_billed",
@@ -221,6 +224,9 @@ class _CustomerPlanner:
 
     def _update(self, record: ManagedLine, line: ScheduleLine, quantity: int,
                 target: ProductTarget) -> tuple[list[LineChange], list[Notice]]:
+        if (line.quantity == quantity and line.retail == target.retail
+                and line.cost == target.cost):
+            return [], []  # the usual case: nothing to do
         notices: list[Notice] = []
         reasons: list[str] = []
         quantity_after: int | None = None
@@ -308,6 +314,14 @@ def _line(schedules: Mapping[int, Schedule | None], schedule_id: int,
     if schedule is None:
         return None
     return next((line for line in schedule.lines if line.id == line_id), None)
+
+
+def _lines_by_id(
+    schedules: Mapping[int, Schedule | None],
+) -> dict[tuple[int, int], ScheduleLine]:
+    """Every line by (schedule id, line id): one lookup each instead of a scan each."""
+    return {(schedule_id, line.id): line for schedule_id, schedule in schedules.items()
+            if schedule is not None for line in schedule.lines}
 
 
 def _per_customer(lines: Mapping[object, tuple[str, Decimal]]) -> dict[str, Decimal]:
