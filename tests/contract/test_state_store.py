@@ -28,8 +28,10 @@ from sync_daemon.state import (
     AuditEntry,
     ManagedLine,
     ManagedProduct,
+    PlannedChange,
     StateStore,
     StateTransaction,
+    StoredPlan,
     VendorCustomer,
 )
 from sync_daemon.state.store import alembic_config
@@ -486,6 +488,81 @@ def test_write_intents_begin_once_then_settle_or_abandon(store: StateStore) -> N
         assert tx.begin_intent(key, run_id, "charge", payload) is False  # settled keys stay taken
     with pytest.raises(InvariantError, match="no pending"), store.transaction() as tx:
         tx.settle_intent(key, 1)
+
+
+# -- plans kept for approval -------------------------------------------------------------------
+
+
+def _plan(store: StateStore, vendor: str = "proofpoint", changes: int = 2) -> str:
+    with store.transaction() as tx:
+        run_id = tx.start_run(vendor, "manual").run_id
+        tx.finish_run(run_id, "pending", {"changes_planned": changes})
+        tx.save_plan(
+            StoredPlan(run_id=run_id, vendor=vendor, status="pending",
+                       created_at=datetime.now(UTC),
+                       notices=[{"level": "warning", "kind": "k", "message": "Ä → ü"}],
+                       seats={"before": 0, "after": 40}),
+            [PlannedChange(run_id=run_id, seq=seq, kind="CreateLine", customer="101",
+                           change={"type": "CreateLine", "retail": "3.1000"},
+                           fingerprint=f"f{seq}") for seq in range(1, changes + 1)])
+    return run_id
+
+
+def test_a_stored_plan_reads_back_with_its_changes_in_order(store: StateStore) -> None:
+    run_id = _plan(store, changes=3)
+    with store.transaction() as tx:
+        plan = tx.get_plan(run_id)
+        changes = tx.list_planned_changes(run_id)
+        run = tx.get_run(run_id)
+    assert plan is not None
+    assert plan.status == "pending"
+    assert plan.decided_at is None
+    assert plan.notices == [{"level": "warning", "kind": "k", "message": "Ä → ü"}]
+    assert plan.seats == {"before": 0, "after": 40}
+    assert [(c.seq, c.status, c.fingerprint) for c in changes] == [
+        (1, "pending", "f1"), (2, "pending", "f2"), (3, "pending", "f3")]
+    assert changes[0].change == {"type": "CreateLine", "retail": "3.1000"}
+    assert run is not None
+    assert run.status == "pending"
+
+
+def test_deciding_a_change_happens_once(store: StateStore) -> None:
+    run_id = _plan(store)
+    with store.transaction() as tx:
+        approval = tx.start_run("proofpoint", "approval").run_id
+        tx.decide_planned_change(run_id, 1, "applied", applied_run_id=approval)
+        tx.decide_planned_change(run_id, 2, "refused", applied_run_id=approval,
+                                 message="moved")
+    with pytest.raises(InvariantError, match="already decided"), store.transaction() as tx:
+        tx.decide_planned_change(run_id, 1, "failed")
+    with store.transaction() as tx:
+        changes = tx.list_planned_changes(run_id)
+    assert [(c.status, c.applied_run_id, c.message) for c in changes] == [
+        ("applied", approval, None), ("refused", approval, "moved")]
+
+
+def test_closing_a_plan_closes_its_pending_changes_unless_approved(store: StateStore) -> None:
+    rejected, approved = _plan(store), _plan(store)
+    with store.transaction() as tx:
+        tx.decide_planned_change(rejected, 1, "applied")
+        assert tx.close_plan(rejected, "rejected", message="no") is True
+        assert tx.close_plan(rejected, "superseded") is False  # already closed
+        assert tx.close_plan(approved, "approved") is True
+        assert [c.status for c in tx.list_planned_changes(rejected)] == ["applied", "rejected"]
+        assert [c.status for c in tx.list_planned_changes(approved)] == ["pending", "pending"]
+        closed = tx.get_plan(rejected)
+    assert closed is not None
+    assert closed.status == "rejected"
+    assert closed.decided_at is not None
+
+
+def test_plans_list_newest_first_by_vendor_and_status(store: StateStore) -> None:
+    older, other, newer = _plan(store), _plan(store, "cloudiq"), _plan(store)
+    with store.transaction() as tx:
+        tx.close_plan(older, "superseded")
+        assert [p.run_id for p in tx.list_plans(limit=None)] == [newer, other, older]
+        assert [p.run_id for p in tx.list_plans("proofpoint", status="pending")] == [newer]
+        assert tx.get_plan("missing") is None
 
 
 # -- transactions -----------------------------------------------------------------------------

@@ -250,7 +250,8 @@ def test_approve_only_applies_that_customer_and_the_product_it_needs(review: Rev
     assert r.after_first_approval["Birch Law"] == []
     assert r.after_first_approval["Cedar Clinic"] == []
     statuses = [c["status"] for c in r.shown_after_first["changes"]]
-    assert statuses.count("applied") == 2 and statuses.count("pending") == 2
+    assert statuses.count("applied") == 2
+    assert statuses.count("pending") == 2
     assert r.shown_after_first["status"] == "pending"
 
 
@@ -272,7 +273,8 @@ def test_a_fully_decided_plan_is_approved_and_cannot_be_approved_again(review: R
     r = review
     assert r.shown_after_second["status"] == "approved"
     cedar = [c for c in r.shown_after_second["changes"] if c["status"] == "refused"]
-    assert len(cedar) == 1 and "plan again" in cedar[0]["error"]
+    assert len(cedar) == 1
+    assert "plan again" in cedar[0]["error"]
     assert r.again.code == 1
     assert "is approved" in r.again.stderr
 
@@ -327,7 +329,8 @@ def test_reject_discards_the_plan(lifecycle: Lifecycle) -> None:
     lc = lifecycle
     assert lc.reject.code == 0, lc.reject.stderr
     assert "Rejected plan" in lc.reject.stdout
-    assert lc.approve_rejected.code == 1 and "is rejected" in lc.approve_rejected.stderr
+    assert lc.approve_rejected.code == 1
+    assert "is rejected" in lc.approve_rejected.stderr
     assert lc.reject_again.code == 1
     assert lc.shown_none.stdout.strip() == "No plan is waiting for approval."
 
