@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
+BENCH_ARGS ?=  # e.g. make bench BENCH_ARGS="--sizes 100" for a quick run
 
 .DEFAULT_GOAL := help
 .PHONY: help install demo test lint unit bench clean
@@ -33,8 +34,9 @@ test: $(STAMP) lint ## Lint, then every test, SQLite and PostgreSQL (installs Po
 unit: $(STAMP) ## Only the fast unit tests
 	$(BIN)/pytest tests/unit
 
-bench: $(STAMP) ## Benchmarks (not part of make test); results go to bench/RESULTS.md
+bench: $(STAMP) ## Benchmarks (not part of make test; ~15 min); results go to bench/RESULTS.md
 	$(BIN)/python -m bench.syncro_rate
+	$(BIN)/python -m bench.msp_scale $(BENCH_ARGS)
 
 clean: ## Remove the virtualenv, caches and demo files
 	rm -rf $(VENV) .demo .pytest_cache .mypy_cache .ruff_cache *.egg-info

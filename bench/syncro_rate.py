@@ -16,13 +16,13 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 
+from bench.results import save_section
 from sync_daemon import logs
 from sync_daemon.connectors.syncro import SyncroClient
 from sync_daemon.sandbox import DEFAULT_TOKEN, SlidingWindowLimiter, SyncroSandbox, SyncroState
 
-RESULTS = Path(__file__).with_name("RESULTS.md")
+TITLE = "Syncro client rate"
 # The sandbox judges the rate over a 10 s sliding window instead of Syncro's 60 s, so that a
 # run of a few seconds is held to the limit as strictly as a long run would be.
 WINDOW_S = 10.0
@@ -90,7 +90,7 @@ def _busiest_window(stamps: list[float], window: float) -> int:
 def report(outcomes: list[Outcome], command: str) -> str:
     """The results as a Markdown table with the machine and the date."""
     lines = [
-        "# Syncro client rate benchmark",
+        f"## {TITLE}",
         "",
         (f"Run `{command}` on {datetime.now(UTC):%Y-%m-%d} "
          f"({platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
@@ -124,7 +124,7 @@ def main() -> None:
                f"--workers {args.workers}")
     table = report(outcomes, command)
     print(table)
-    RESULTS.write_text(table, encoding="utf-8")
+    save_section(TITLE, table)
 
 
 if __name__ == "__main__":

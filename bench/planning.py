@@ -1,0 +1,114 @@
+"""The pure plan step alone, timed in-process on many customers (issue 7: 50,000 under 2 s CPU).
+
+One vendor pass in its steady state: every customer mapped, its recurring invoice holding two
+of the MSP's own lines and three of the daemon's, 10 % of the counts changed since the last
+sync. Timed: mapping refresh, product planning, line planning (with the seat totals the guard
+reads) and one-time charge planning, as `jobs._plan` calls them.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+from sync_daemon.connectors.syncro import Product, Schedule, ScheduleLine
+from sync_daemon.invoices.charges import ChargeInputs, plan_charges
+from sync_daemon.invoices.plan import LineInputs, plan_lines
+from sync_daemon.mapping.refresh import plan_refresh
+from sync_daemon.products.plan import ProductRules, plan_products
+from sync_daemon.state import ManagedLine, ManagedProduct, VendorCustomer
+from sync_daemon.vendor import SourceCustomer, SourceProduct, Usage
+
+VENDOR = "cloudiq"
+MOTION = "Monthly"
+SKUS = 200
+OWN_LINES = 2
+VENDOR_LINES = 3
+
+
+def time_planning(customers: int, *, seed: int = 11) -> dict[str, Any]:
+    """Build the inputs, then plan once; CPU seconds of the plan step only."""
+    rng = random.Random(seed)
+    now = datetime.now(UTC)
+    skus = [f"SKU{i:04d}:P1M" for i in range(SKUS)]
+    source_products = [SourceProduct(sku, f"Product {sku}", Decimal("3.00"), Decimal("3.60"))
+                       for sku in skus]
+    products = [Product(id=500 + i, name=f"PC_{sku}", description=f"Product {sku}",
+                        price_cost=Decimal("3.00"), price_retail=Decimal("3.60"), taxable=True,
+                        disabled=False, maintain_stock=False) for i, sku in enumerate(skus)]
+    product_of = {sku: 500 + i for i, sku in enumerate(skus)}
+    managed_products = {sku: ManagedProduct(vendor=VENDOR, sku=sku,
+                                            syncro_product_id=product_of[sku], origin="created",
+                                            name=f"PC_{sku}", last_price_cost=Decimal("3.00"),
+                                            last_price_retail=Decimal("3.60"))
+                        for sku in skus}
+    rows: list[VendorCustomer] = []
+    seen: list[SourceCustomer] = []
+    usages: list[Usage] = []
+    managed_lines: list[ManagedLine] = []
+    schedules: dict[int, Schedule | None] = {}
+    line_id = 88_000_000
+    for index in range(customers):
+        customer_id, schedule_id = str(10_000 + index), 4_100_000 + index
+        name = f"Customer {index:06d}"
+        rows.append(VendorCustomer(vendor=VENDOR, vendor_customer_id=customer_id,
+                                   billing_motion=MOTION, name=name, status="mapped",
+                                   psa_customer_id=20_000 + index, psa_customer_name=name,
+                                   schedule_id=schedule_id, last_seen_at=now))
+        seen.append(SourceCustomer(customer_id, name, MOTION))
+        lines = []
+        for position in range(OWN_LINES):
+            line_id += 1
+            lines.append(_line(line_id, schedule_id, 1, name="Managed Services",
+                               quantity=Decimal(12), retail=Decimal("45.00"), cost=Decimal(0),
+                               position=position))
+        for position, sku in enumerate(rng.sample(skus, VENDOR_LINES), OWN_LINES):
+            line_id += 1
+            quantity = rng.randint(1, 120)
+            lines.append(_line(line_id, schedule_id, product_of[sku], name=f"PC_{sku}",
+                               quantity=Decimal(quantity), retail=Decimal("3.60"),
+                               cost=Decimal("3.00"), position=position))
+            managed_lines.append(ManagedLine(
+                syncro_line_id=line_id, schedule_id=schedule_id, vendor=VENDOR,
+                vendor_customer_id=customer_id, billing_motion=MOTION, sku=sku,
+                syncro_product_id=product_of[sku], last_retail=Decimal("3.60"),
+                last_cost=Decimal("3.00"), last_quantity=Decimal(quantity), origin="created"))
+            changed = quantity + rng.randint(1, 5) if rng.random() < 0.10 else quantity
+            usages.append(Usage(customer_id, sku, changed, MOTION))
+        schedules[schedule_id] = Schedule(id=schedule_id, customer_id=20_000 + index,
+                                          name="Monthly Services", frequency="Monthly",
+                                          paused=False, next_run=None, lines=tuple(lines))
+    all_line_ids = frozenset(line.syncro_line_id for line in managed_lines)
+
+    started = time.process_time()
+    refresh = plan_refresh(VENDOR, rows, seen, now)
+    product_changes, targets = plan_products(source_products, managed_products, products,
+                                             ProductRules("PC_", new_products_taxable=True))
+    line_changes, _, seats = plan_lines(LineInputs(
+        mappings=rows, usages=usages, skipped=frozenset(), products=targets,
+        managed_lines=managed_lines, all_managed_line_ids=all_line_ids, schedules=schedules))
+    charge_changes, _ = plan_charges(ChargeInputs(
+        mappings=rows, skipped=frozenset(), products=targets, schedules=schedules, charges=[],
+        settled=frozenset(), pending=frozenset()))
+    cpu_s = time.process_time() - started
+    if len(refresh.upserts) != customers or seats.before <= 0:
+        raise AssertionError("the planning inputs are not what this benchmark means to time")
+    return {"customers": customers, "lines": line_id - 88_000_000, "skus": SKUS,
+            "cpu_s": cpu_s,
+            "changes": len(product_changes) + len(line_changes) + len(charge_changes)}
+
+
+def _line(line_id: int, schedule_id: int, product_id: int, *, name: str, quantity: Decimal,
+          retail: Decimal, cost: Decimal, position: int) -> ScheduleLine:
+    return ScheduleLine(id=line_id, schedule_id=schedule_id, product_id=product_id, name=name,
+                        description=None, quantity=quantity, retail=retail, cost=cost,
+                        taxable=product_id != 1, one_time_charge=False, position=position)
+
+
+if __name__ == "__main__":
+    import sys
+
+    print(time_planning(int(sys.argv[1]) if len(sys.argv) > 1 else 50_000))
