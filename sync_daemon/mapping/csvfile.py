@@ -56,8 +56,13 @@ def parse_import(
     A line with a Syncro customer maps that vendor customer; a line with both ids blank unmaps
     it. Names in the file are informational: ids decide.
     """
-    reader = csv.DictReader(io.StringIO(text))
-    missing = [c for c in REQUIRED if c not in (reader.fieldnames or [])]
+    # newline="": the csv module reads line ends itself (a lone "\r" included).
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    try:
+        fieldnames = reader.fieldnames or []
+    except csv.Error as exc:
+        raise ImportRejectedError([f"line 1: unreadable CSV: {exc}"]) from None
+    missing = [c for c in REQUIRED if c not in fieldnames]
     if missing:
         raise ImportRejectedError([f"line 1: missing column(s) {', '.join(missing)}"])
     existing = {(r.vendor_customer_id, r.billing_motion): r for r in rows}
