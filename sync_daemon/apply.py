@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from sync_daemon.connectors.syncro import LineDraft, Product, ProductDraft, SyncroClient
-from sync_daemon.errors import RejectedError
+from sync_daemon.errors import AmbiguousWriteError, RejectedError
 from sync_daemon.logs import get_logger
 from sync_daemon.plan import (
     AddCharge,
@@ -65,14 +65,16 @@ class Applier:
         self.product_ids: dict[str, int] = {}
 
     def apply(self, change: Change) -> Applied:
-        """Apply one change; a refusal of this one request is returned, anything else raised.
+        """Apply one change; a refusal of this one request, or a create whose outcome stays
+        unknown, is returned; anything else is raised.
 
         The Syncro write comes first; what the daemon now owns and the audit entries are then
         recorded in one transaction.
         """
         try:
             target, record = self._write(change)
-        except RejectedError as exc:
+        except (RejectedError, AmbiguousWriteError) as exc:
+            # An ambiguous create is settled by the next pass (adopted, or its intent settled).
             log.error("change.failed", **_fields(change), error=str(exc))
             return Applied(change, error=str(exc))
         rows = describe(change, target=target)

@@ -74,7 +74,16 @@ class NotFoundError(RejectedError):
 
 
 class AmbiguousWriteError(SyncError):
-    """A write left the client but its outcome is unknown; read the remote before retrying."""
+    """A write left the client but its outcome is unknown; read the remote before retrying.
+
+    `finished` is True when the server answered for itself (e.g. 500, 503): it is done with
+    the request, so a read that does not find the write proves it did not land. Without an
+    answer (timeout, reset, 502/504 from a proxy) the request may still be in flight.
+    """
+
+    def __init__(self, message: str, *, finished: bool = False) -> None:
+        super().__init__(message)
+        self.finished = finished
 
 
 class InvariantError(SyncError):

@@ -354,7 +354,8 @@ class HttpApi:
         except TransientError as exc:
             if idempotent:
                 raise TransientError(f"{self.name}: {exc}") from None
-            raise AmbiguousWriteError(f"{self.name}: {exc}; the write may have landed") from None
+            raise AmbiguousWriteError(f"{self.name}: {exc}; the write may have landed",
+                                      finished=True) from None
 
     def _send_once(
         self,
@@ -416,7 +417,10 @@ class HttpApi:
             reasons = "; ".join(self._messages(response))
             message = f"{where}: server error {status}" + (f": {reasons}" if reasons else "")
             if not idempotent:
-                raise AmbiguousWriteError(message + "; the write may have landed")
+                # A proxy's 502/504 says nothing of the server behind it, which may still be
+                # working on the request; any other status is the server's own answer.
+                raise AmbiguousWriteError(message + "; the write may have landed",
+                                          finished=status not in (502, 504))
             raise TransientError(message, retry_after=retry_after_seconds(response))
         messages = self._messages(response)
         raise RejectedError(

@@ -224,6 +224,17 @@ class _SchedulePayload(_Payload):
     lines: list[_LinePayload] = Field(default_factory=list)
 
 
+def _resend_or_raise(error: AmbiguousWriteError) -> None:
+    """After a create that did not show up when read back: resend only if the server said it
+    was done with the request (a 500 or 503). With no answer (a timeout, a reset, a proxy's
+    502/504) the request may still be on its way in, and a resend could land beside it; the
+    next pass finds whatever landed by then (products by name, lines by product, charges by
+    their write-ahead intent) instead."""
+    if not error.finished:
+        raise AmbiguousWriteError(f"{error}; not found when read back, so not sent again: "
+                                  "the next sync settles it") from None
+
+
 def _parse(model: type[_P], data: Any, what: str) -> _P:
     try:
         return model.model_validate(data)
@@ -416,7 +427,11 @@ class SyncroClient:
         """Create a product, or find the one an earlier, unanswered attempt created.
 
         Product names are the daemon's keys (`PC_<SKU>`), so an exact name match after an
-        ambiguous failure proves the create landed.
+        ambiguous failure proves the create landed. It is sent again only when the server
+        said it was done with the request (see `_resend_or_raise`).
+
+        Raises:
+            AmbiguousWriteError: the create may still land; the next pass adopts it by name.
         """
         body = {
             "name": draft.name, "description": draft.description,
@@ -427,11 +442,12 @@ class SyncroClient:
             try:
                 answer = self.api.request("POST", "products", json_body=body,
                                             permission=Permission.PRODUCTS_CREATE)
-            except AmbiguousWriteError:
+            except AmbiguousWriteError as exc:
                 landed = [p for p in self.list_products(name=draft.name) if p.name == draft.name]
                 if landed:
                     log.info("syncro.create_recovered", kind="product", id=landed[0].id)
                     return landed[0]
+                _resend_or_raise(exc)
                 continue
             data = _unwrap(answer, "product", "product")
             return _to_product(_parse(_ProductPayload, data, "product"))
@@ -502,7 +518,12 @@ class SyncroClient:
         `known_line_ids` are the schedule's line ids read before planning: after an ambiguous
         failure, a line of the same product and name that is not among them is the one that
         landed (the daemon's line names are unique per schedule: a product name, or a
-        one-time charge's name with its SKU, period and reason).
+        one-time charge's name with its SKU, period and reason). It is sent again only when
+        the server said it was done with the request (see `_resend_or_raise`).
+
+        Raises:
+            AmbiguousWriteError: the line may still land; the next pass adopts it (a charge:
+                settles its intent) when it finds it.
         """
         body: dict[str, Any] = {
             "product_id": draft.product_id, "name": draft.name, "quantity": draft.quantity,
@@ -516,7 +537,7 @@ class SyncroClient:
             try:
                 answer = self.api.request("POST", path, json_body=body,
                                             permission=Permission.SCHEDULES_EDIT)
-            except AmbiguousWriteError:
+            except AmbiguousWriteError as exc:
                 landed = [
                     line for line in self.get_schedule(schedule_id).lines
                     if line.product_id == draft.product_id and line.name == draft.name
@@ -525,6 +546,7 @@ class SyncroClient:
                 if landed:
                     log.info("syncro.create_recovered", kind="line", id=landed[0].id)
                     return landed[0]
+                _resend_or_raise(exc)
                 continue
             data = _unwrap(answer, "schedule_line_item", "schedule line")
             return _to_line(_parse(_LinePayload, data, "schedule line"), schedule_id)

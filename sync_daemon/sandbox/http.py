@@ -14,7 +14,7 @@ import threading
 import time
 import traceback
 from collections import deque
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -26,6 +26,7 @@ from urllib.parse import parse_qs, parse_qsl, urlsplit
 FaultKind = Literal["status", "delay", "reset", "reset_after"]
 Handler = Callable[["Request"], "Response"]
 Clock = Callable[[], float]
+OnFire = Callable[["Request"], None]
 
 
 class MalformedBodyError(ValueError):
@@ -275,10 +276,15 @@ class RequestLog:
 
 @dataclass(slots=True)
 class Fault:
-    """One injected misbehaviour; `remaining` None means every matching request."""
+    """One injected misbehaviour; `remaining` None means every matching request.
+
+    `skip` matching requests pass untouched before it fires; `content` (a regex searched in
+    the request body) narrows the match; `on_fire` runs when it fires, at the moment the client
+    would learn of it (before processing for `status` and `reset`, after it otherwise).
+    """
 
     kind: FaultKind
-    method: str | None
+    methods: frozenset[str] | None
     path: re.Pattern[str]
     remaining: int | None
     status: int = 500
@@ -287,13 +293,23 @@ class Fault:
     headers: dict[str, str] = field(default_factory=dict)
     seconds: float = 0.0
     hits: int = 0
+    skip: int = 0
+    content: re.Pattern[str] | None = None
+    on_fire: OnFire | None = None
 
-    def matches(self, method: str, path: str) -> bool:
+    @property
+    def method(self) -> str | None:
+        """The one method this fault is for, or None when it is for any (or several)."""
+        return next(iter(self.methods)) if self.methods and len(self.methods) == 1 else None
+
+    def matches(self, method: str, path: str, body: bytes = b"") -> bool:
         """Whether this fault applies to a request (and is not used up)."""
         return (
             (self.remaining is None or self.remaining > 0)
-            and (self.method is None or self.method == method)
+            and (self.methods is None or method in self.methods)
             and self.path.search(path) is not None
+            and (self.content is None
+                 or self.content.search(body.decode("utf-8", errors="replace")) is not None)
         )
 
 
@@ -308,13 +324,16 @@ class Faults:
         self,
         *,
         kind: FaultKind,
-        method: str | None = None,
+        method: str | Collection[str] | None = None,
         path: str = "",
         times: int | None = 1,
         status: int = 500,
         body: bytes | str | dict[str, Any] | list[Any] = b"",
         headers: Mapping[str, str] | None = None,
         seconds: float = 0.0,
+        skip: int = 0,
+        content: str | None = None,
+        on_fire: OnFire | None = None,
     ) -> Fault:
         """Inject a fault for requests matching `method` (None = any) and regex `path`.
 
@@ -322,22 +341,27 @@ class Faults:
             kind: `status` answers `status`/`body`/`headers` without processing; `delay` sleeps
                 `seconds` and then processes; `reset` closes the connection unprocessed;
                 `reset_after` processes fully, then closes without answering.
-            method: HTTP method, or None for any.
+            method: HTTP method, several of them, or None for any.
             path: regex searched in the request path (no query string).
             times: how many requests it hits; None for all of them.
             status: status code for kind `status`.
             body: body for kind `status`; a dict or list is sent as JSON.
             headers: extra headers for kind `status`.
             seconds: sleep for kind `delay`.
+            skip: matching requests let through untouched before the fault fires (so
+                `skip=2` hits the third), e.g. to stop a client at its n-th write.
+            content: regex searched in the request body; only bodies with a match count.
+            on_fire: called with the request each time the fault fires (see `Fault`).
         """
         content_type: str | None = None
         if isinstance(body, dict | list):
             body, content_type = json_bytes(body), _JSON_TYPE
         elif isinstance(body, str):
             body, content_type = body.encode(), "text/plain; charset=utf-8"
+        methods = [method] if isinstance(method, str) else method
         fault = Fault(
             kind=kind,
-            method=method.upper() if method else None,
+            methods=frozenset(m.upper() for m in methods) if methods else None,
             path=re.compile(path),
             remaining=times,
             status=status,
@@ -345,16 +369,26 @@ class Faults:
             content_type=content_type if body else None,
             headers=dict(headers or {}),
             seconds=seconds,
+            skip=skip,
+            content=re.compile(content) if content is not None else None,
+            on_fire=on_fire,
         )
         with self._lock:
             self._faults.append(fault)
         return fault
 
-    def take(self, method: str, path: str) -> Fault | None:
-        """Find the first fault matching this request and count it down."""
+    def take(self, method: str, path: str, body: bytes = b"") -> Fault | None:
+        """Find the first fault matching this request and count it down.
+
+        A fault still skipping lets the request through and counts the skip; later faults
+        are not tried for that request.
+        """
         with self._lock:
             for fault in self._faults:
-                if fault.matches(method, path):
+                if fault.matches(method, path, body):
+                    if fault.skip > 0:
+                        fault.skip -= 1
+                        return None
                     fault.hits += 1
                     if fault.remaining is not None:
                         fault.remaining -= 1
@@ -551,8 +585,10 @@ class _RequestHandler(BaseHTTPRequestHandler):
     def _serve(self) -> None:
         sandbox = self.server.sandbox
         request = self._parse()
-        fault = sandbox.faults.take(request.method, request.path)
+        fault = sandbox.faults.take(request.method, request.path, request.body)
         kind = fault.kind if fault else None
+        if fault is not None and fault.on_fire is not None and kind in ("reset", "status"):
+            fault.on_fire(request)
         if kind == "reset":
             self._log(request, None, fault)
             self._abort()
@@ -563,6 +599,8 @@ class _RequestHandler(BaseHTTPRequestHandler):
             if fault is not None and kind == "delay":
                 sandbox.wait(fault.seconds)
             response = self._dispatch(sandbox, request)
+            if fault is not None and fault.on_fire is not None:
+                fault.on_fire(request)
         # Log before answering so a client that just got its response always finds it logged.
         self._log(request, response.status, fault)
         if kind == "reset_after":

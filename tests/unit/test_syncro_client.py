@@ -170,6 +170,27 @@ def test_a_read_timeout_on_a_line_post_reads_the_schedule_instead_of_posting_aga
     assert len(h.sent("POST")) == 1
 
 
+@pytest.mark.parametrize("failure", [httpx.ReadTimeout("timed out"),
+                                     httpx.RemoteProtocolError("reset"),
+                                     httpx.Response(502, text="Bad Gateway"),
+                                     httpx.Response(504, text="Gateway Timeout")])
+def test_an_unanswered_post_not_found_when_read_back_is_not_sent_again(
+    connect: Callable[..., Harness], failure: httpx.Response | Exception,
+) -> None:
+    # It may still be on its way into Syncro: a second POST could land beside it.
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.method == "POST":
+            if isinstance(failure, Exception):
+                raise failure
+            return failure
+        return ok(schedule([line(88000001, 15000002)]))
+
+    h = connect(handler)
+    with pytest.raises(AmbiguousWriteError, match="not sent again: the next sync settles it"):
+        h.client.create_schedule_line(4100002, LINE_DRAFT, known_line_ids={88000001})
+    assert [r.method for r in h.requests] == ["POST", "GET"]
+
+
 @pytest.mark.parametrize("failure", [httpx.ConnectError("refused"),
                                      httpx.ConnectTimeout("no route")])
 def test_a_post_that_never_left_is_simply_sent_again(
