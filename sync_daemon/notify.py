@@ -40,7 +40,8 @@ def digest(report: RunReport, on: set[str]) -> EmailContent | None:
 
     `on` holds "error" (the pass failed, was partial or was stopped by the safety guard; a
     change failed; an error notice), "warning" (warning notices other than unmapped) and
-    "unmapped" (customers the vendor reports that are not mapped).
+    "unmapped" (customers the vendor reports that are not mapped). A plan stored for approval
+    is always worth a digest: nothing reaches Syncro until someone acts on it.
     """
     errors = [n for n in report.notices if n.level == "error"] if "error" in on else []
     warnings = ([n for n in report.notices if n.level == "warning" and n.kind != "unmapped"]
@@ -48,7 +49,8 @@ def digest(report: RunReport, on: set[str]) -> EmailContent | None:
     unmapped = [n for n in report.notices if n.kind == "unmapped"] if "unmapped" in on else []
     failed = _failed_changes(report) if "error" in on else []
     run_trouble = "error" in on and report.status in ERROR_STATUSES
-    if not (errors or warnings or unmapped or failed or run_trouble):
+    waiting = report.status == "pending" and report.plan is not None
+    if not (errors or warnings or unmapped or failed or run_trouble or waiting):
         return None
 
     counts = report.counts()
@@ -66,6 +68,13 @@ def digest(report: RunReport, on: set[str]) -> EmailContent | None:
     if "error" in on and report.guard:
         lines += ["", f"Stopped by the safety guard before applying anything: {report.guard}",
                   "(run `sync-daemon sync --force` to apply it anyway)"]
+    if waiting:
+        planned = report.counts()["changes_planned"]
+        lines += ["", (f"A plan of {planned} change{'' if planned == 1 else 's'} is waiting "
+                       "for approval; nothing was written to Syncro."),
+                  f"  Review it:  sync-daemon plan show {report.run_id}",
+                  f"  Apply it:   sync-daemon plan approve {report.run_id}",
+                  f"  Discard it: sync-daemon plan reject {report.run_id}"]
     sections = (("Failed changes", failed), ("Errors", _notice_lines(errors)),
                 ("Warnings", _notice_lines(warnings)),
                 ("Not mapped", _notice_lines(unmapped)))
@@ -78,7 +87,8 @@ def digest(report: RunReport, on: set[str]) -> EmailContent | None:
     parts = [f"{n} {word}{'' if n == 1 else 's'}" for n, word in (
         (counts["changes_failed"], "failed change"), (len(errors), "error"),
         (len(warnings), "warning"), (len(unmapped), "unmapped customer")) if n]
-    subject = f"[sync-daemon] {report.vendor} {report.status}"
+    subject = f"[sync-daemon] {report.vendor} " + (
+        "plan waiting for approval" if waiting else report.status)
     if parts:
         subject += ": " + ", ".join(parts)
     return EmailContent(subject=subject, body="\n".join(lines) + "\n")
