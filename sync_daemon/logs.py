@@ -28,17 +28,18 @@ class SecretScrubber:
     def __call__(self, logger: WrappedLogger, method: str, event_dict: EventDict) -> EventDict:
         if not self.secrets:
             return event_dict
-        return {key: self._scrub(value) for key, value in event_dict.items()}
+        return {key: self.scrub(value) for key, value in event_dict.items()}
 
-    def _scrub(self, value: Any) -> Any:
+    def scrub(self, value: Any) -> Any:
+        """`value` (text, or mappings and lists of it) with every secret replaced."""
         if isinstance(value, str):
             for secret in self.secrets:
                 value = value.replace(secret, REDACTED)
             return value
         if isinstance(value, MutableMapping):
-            return {k: self._scrub(v) for k, v in value.items()}
+            return {k: self.scrub(v) for k, v in value.items()}
         if isinstance(value, list | tuple):
-            return [self._scrub(v) for v in value]
+            return [self.scrub(v) for v in value]
         return value
 
 
@@ -64,6 +65,8 @@ def configure(
     stream: TextIO | None = None,
 ) -> None:
     """Configure structlog for the process; call once, from the CLI."""
+    global _scrubber  # noqa: PLW0603  one configuration per process, like structlog's own
+    _scrubber = SecretScrubber(secrets)
     out = stream if stream is not None else cast(TextIO, _CurrentStderr())
     renderer: Processor
     if format == "console":
@@ -76,13 +79,22 @@ def configure(
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             structlog.processors.format_exc_info,
-            SecretScrubber(secrets),
+            _scrubber,
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(_LEVELS[level]),
         logger_factory=structlog.PrintLoggerFactory(file=out),
         cache_logger_on_first_use=False,
     )
+
+
+def redact(text: str) -> str:
+    """`text` with every configured secret replaced, for what is printed outside the logs."""
+    scrubbed: str = _scrubber.scrub(text)
+    return scrubbed
+
+
+_scrubber = SecretScrubber()
 
 
 def get_logger() -> structlog.typing.FilteringBoundLogger:

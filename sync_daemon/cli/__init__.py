@@ -22,5 +22,6 @@ def main() -> None:
         cli.main(prog_name="sync-daemon")
     except Exception as exc:  # noqa: BLE001  the last guard between a bug and the user's terminal
         logs.get_logger().exception("cli.crashed")
-        click.echo(f"internal error: {type(exc).__name__}: {exc} (details in the log)", err=True)
+        click.echo(f"internal error: {type(exc).__name__}: {logs.redact(str(exc))} "
+                   "(details in the log)", err=True)
         sys.exit(EXIT_PARTIAL)

@@ -19,7 +19,19 @@ import pytest
 
 from sync_daemon.sandbox.proofpoint import Org
 from sync_daemon.state import SyncRun
-from tests.e2e.conftest import Customer, Line, Sync, World, concurrently, parse_json
+from tests.e2e.conftest import (
+    PREMIUM,
+    CloudiqWorld,
+    Customer,
+    Line,
+    Month,
+    Sync,
+    SyncroWorld,
+    World,
+    concurrently,
+    open_cloudiq_world,
+    parse_json,
+)
 from tests.support.cli import Result
 
 REQUIRED = {"approval": "required", "schedule": "0 6 * * *"}
@@ -34,14 +46,14 @@ def pending_plan(sync: Sync) -> str:
     return run_id
 
 
-def plan_json(world: World, run_id: str) -> dict[str, Any]:
+def plan_json(world: SyncroWorld, run_id: str) -> dict[str, Any]:
     result = world.cli("plan", "show", run_id, "--format", "json")
     assert result.code == 0, result.stderr
     data: dict[str, Any] = parse_json(result)
     return data
 
 
-def approve(world: World, run_id: str, *only: str) -> Sync:
+def approve(world: SyncroWorld, run_id: str, *only: str) -> Sync:
     args = [arg for name in only for arg in ("--only", name)]
     result = world.cli("plan", "approve", run_id, *args, "--format", "json")
     return Sync(result, parse_json(result) if result.stdout.strip() else {})
@@ -347,3 +359,52 @@ def test_status_shows_the_plan_waiting(lifecycle: Lifecycle) -> None:
     (proofpoint,) = lifecycle.status
     assert proofpoint["pending_plan"] == {"run_id": lifecycle.third.summary["run_id"],
                                           "changes": 2}
+
+
+# -- Cloud-iQ: a one-time charge approved lands once ----------------------------------------------
+
+
+@dataclass
+class Charges:
+    world: CloudiqWorld
+    customer: Customer
+    planned: Sync
+    charges_while_pending: int
+    approval: Sync
+    after: Sync
+    again: Sync
+
+
+@pytest.fixture(scope="module")
+def charges(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Charges]:
+    """Alder went from 20 to 23 Premium seats on the 19th of last month: the statement brings a
+    seat line and a proration charge. Plan under approval, approve, then sync twice."""
+    last, long_ago = Month.from_now(-1), Month.from_now(-9)
+    with open_cloudiq_world(tmp_path_factory.mktemp("charges")) as world:
+        world.config(cloudiq={"approval": "required", "schedule": "0 5 * * *"})
+        customer = world.customer("Alder Dental Group")
+        alder = world.tenant("Alder Dental")
+        premium = world.subscribe(alder, PREMIUM, 20, start_on=long_ago.day(19))
+        world.ciq.set_quantity(premium.id, 23, on=last.day(19))
+        world.close(last)
+        world.map(alder, customer)
+        planned = world.sync()
+        charges_while_pending = len(world.charge_lines(customer.schedule_id))
+        approval = approve(world, pending_plan(planned))
+        after, again = world.sync(), world.sync()
+        yield Charges(world, customer, planned, charges_while_pending, approval, after, again)
+
+
+def test_an_approved_charge_lands_once_and_the_next_passes_have_nothing_to_do(
+        charges: Charges) -> None:
+    c = charges
+    assert c.charges_while_pending == 0
+    assert [r["action"] for r in c.planned.changes("charge.added")] == ["charge.added"]
+    assert c.approval.code == 0, c.approval.result.stderr
+    assert len(c.approval.changes("charge.added")) == 1
+    assert len(c.world.charge_lines(c.customer.schedule_id)) == 1
+    assert [ln.quantity for ln in c.world.recurring_lines(c.customer.schedule_id)] == [23]
+    for later in (c.after, c.again):
+        assert later.code == 0, later.result.stderr
+        assert later.summary["status"] == "succeeded"
+        assert later.changes() == []

@@ -66,3 +66,8 @@ def test_loggers_created_at_import_time_follow_the_later_configuration() -> None
     early.info("late.event")
     line = json.loads(stream.getvalue())
     assert line["event"] == "late.event"
+
+
+def test_redact_blanks_the_configured_secrets_in_text_printed_outside_the_logs() -> None:
+    logs.configure(secrets=["tok-123456", "pw-abcdef"], stream=io.StringIO())
+    assert logs.redact("GET /me?t=tok-123456 as pw-abcdef") == "GET /me?t=*** as ***"
