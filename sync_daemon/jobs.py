@@ -349,7 +349,7 @@ def _read_schedules(app: App, rows: Sequence[VendorCustomer],
     a schedule gone from Syncro reads as None."""
     wanted = {r.schedule_id for r in rows if r.status != "not_mapped" and r.schedule_id}
     wanted |= {line.schedule_id for line in managed}
-    return app.syncro.get_schedules(wanted)
+    return app.syncro.get_schedules(wanted) if wanted else {}
 
 
 def _after_refresh(rows: Sequence[VendorCustomer], refresh: Refresh) -> list[VendorCustomer]:
