@@ -24,7 +24,7 @@ from sync_daemon.approval import (
     supersede,
 )
 from sync_daemon.connectors.syncro import Product, Schedule
-from sync_daemon.errors import NotFoundError, PlanClosedError, SyncError, UsageError
+from sync_daemon.errors import PlanClosedError, SyncError, UsageError
 from sync_daemon.invoices.charges import ChargeInputs, plan_charges
 from sync_daemon.invoices.plan import LineInputs, plan_lines
 from sync_daemon.invoices.statements import completed_statements, split_baseline
@@ -454,7 +454,7 @@ def _approve(app: App, report: RunReport, stored: StoredPlan,
     seats = SeatTotals(int(stored.seats.get("before", 0)), int(stored.seats.get("after", 0)))
     report.plan = Plan(stored.vendor, tuple(changes), (), seats)
     view = SyncroView({p.id: p for p in app.syncro.list_products()},
-                      _get_schedules(app, schedules_needed(changes)))
+                      app.syncro.get_schedules(schedules_needed(changes)))
     applier = Applier(app.syncro, app.store, run_id=report.run_id, vendor=stored.vendor,
                       products=view.products)
     with app.store.transaction() as tx:
@@ -532,12 +532,3 @@ def _check_open(app: App, stored: StoredPlan) -> None:
                                  if stored.decided_at else "")
                               + "; run `sync-daemon sync` to plan again")
 
-
-def _get_schedules(app: App, ids: set[int]) -> dict[int, Schedule | None]:
-    schedules: dict[int, Schedule | None] = {}
-    for schedule_id in sorted(ids):
-        try:
-            schedules[schedule_id] = app.syncro.get_schedule(schedule_id)
-        except NotFoundError:
-            schedules[schedule_id] = None
-    return schedules
