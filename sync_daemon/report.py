@@ -6,7 +6,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from sync_daemon.approval import decode_change
+from sync_daemon.approval.pending import decode_change
 from sync_daemon.jobs import RunReport
 from sync_daemon.plan import describe
 from sync_daemon.state import PlannedChange, StoredPlan

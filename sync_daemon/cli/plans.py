@@ -8,8 +8,8 @@ import sys
 import click
 
 from sync_daemon import report
+from sync_daemon.approval.decide import approve_plan, find_plan, reject_plan
 from sync_daemon.cli.base import EXIT_PARTIAL, FORMAT, Context, cli, handles_errors, progress_bars
-from sync_daemon.jobs import approve_plan, find_plan, reject_plan
 
 
 @cli.group()

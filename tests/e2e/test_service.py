@@ -454,6 +454,7 @@ def test_status_shows_last_run_next_run_and_customers_as_json(service: Service) 
             "message": None,
         },
         "running": None,
+        "pending_plan": None,
         "customers": {"mapped": 1, "not_mapped": 1, "detached": 0},
     }
     next_run = datetime.fromisoformat(status["next_run_at"])

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from sync_daemon.approval import (
+from sync_daemon.approval.pending import (
     CHANGE_TYPES,
     SyncroView,
     decode_change,

@@ -7,7 +7,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from sync_daemon.settings import Settings
-from sync_daemon.state import StateStore, VendorCustomer
+from sync_daemon.state import PlannedChange, StateStore, StoredPlan, VendorCustomer
 from sync_daemon.state.locks import holder_name
 from sync_daemon.status import as_dict, as_text, vendor_statuses
 
@@ -49,6 +49,31 @@ def test_never_run_disabled_and_running_vendors(tmp_path: Path) -> None:
     assert as_dict(idle, OSLO) == {
         "vendor": "cloudiq", "enabled": False, "schedule": "0 5 * * *",
         "timezone": "Europe/Oslo", "next_run_at": None, "last_run": None, "running": None,
-        "customers": {"mapped": 0, "not_mapped": 0, "detached": 1},
+        "pending_plan": None, "customers": {"mapped": 0, "not_mapped": 0, "detached": 1},
     }
     assert as_dict(running, OSLO)["running"]["since"] == "2026-07-01T12:00:00+00:00"
+
+
+def test_a_plan_waiting_for_approval_is_shown_with_its_pending_changes(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'state.db'}"
+    settings = Settings(
+        state={"url": url},
+        syncro={"base_url": "https://acme.syncromsp.example/api/v1", "api_token": "t"},
+        proofpoint={"base_url": "https://us1.proofpoint.example/api/v1", "username": "u",
+                    "password": "p", "partner_domain": "msp.example", "approval": "required"},
+    )
+    with StateStore.open(url, clock=lambda: NOW) as store:
+        with store.transaction() as tx:
+            run_id = tx.start_run("proofpoint", "schedule").run_id
+            tx.finish_run(run_id, "pending", {"changes_planned": 3})
+            tx.save_plan(StoredPlan(run_id=run_id, vendor="proofpoint", status="pending",
+                                    created_at=NOW),
+                         [PlannedChange(run_id=run_id, seq=seq, kind="UpdateLine",
+                                        customer="1", change={}, fingerprint="f")
+                          for seq in (1, 2, 3)])
+            tx.decide_planned_change(run_id, 1, "applied")
+        (status,) = vendor_statuses(settings, store, NOW)
+    assert as_dict(status, UTC)["pending_plan"] == {"run_id": run_id, "changes": 2}
+    assert f"  approval     plan {run_id} waiting, 2 changes (`sync-daemon plan show`)" in (
+        as_text(status, UTC).splitlines())
+    assert "pending" in as_text(status, UTC)
