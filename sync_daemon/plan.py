@@ -230,8 +230,8 @@ def describe(change: Change, *, target: str | None = None) -> list[FieldChange]:
         case CreateProduct():
             where = target or f"product {change.name}"
             return [FieldChange("product.created", where, None, None, None,
-                                f"{change.name} cost {change.cost} retail {change.retail}",
-                                change.reason)]
+                                f"{change.name} cost {money(change.cost)} "
+                                f"retail {money(change.retail)}", change.reason)]
         case AdoptProduct():
             return [FieldChange("product.adopted", target or f"product:{change.product_id}",
                                 None, None, None, change.name, change.reason)]
@@ -239,17 +239,18 @@ def describe(change: Change, *, target: str | None = None) -> list[FieldChange]:
             where = target or f"product:{change.product_id}"
             prices = (("price_cost", change.cost_before, change.cost_after),
                       ("price_retail", change.retail_before, change.retail_after))
-            return [FieldChange("product.price_set", where, None, name, str(before), str(after),
-                                change.reason)
+            return [FieldChange("product.price_set", where, None, name, money(before),
+                                money(after), change.reason)
                     for name, before, after in prices if before != after]
         case CreateLine():
             return [FieldChange("line.created", target or f"schedule:{change.schedule_id}",
                                 change.customer.label, change.sku, None,
-                                f"quantity {change.quantity} at {change.retail}", change.reason)]
+                                f"quantity {change.quantity} at {money(change.retail)}",
+                                change.reason)]
         case AdoptLine():
             return [FieldChange("line.adopted", target or f"line:{change.line_id}",
                                 change.customer.label, change.sku, None,
-                                f"quantity {number(change.quantity)} at {change.retail}",
+                                f"quantity {number(change.quantity)} at {money(change.retail)}",
                                 change.reason)]
         case UpdateLine():
             where = target or f"line:{change.line_id}"
@@ -262,7 +263,8 @@ def describe(change: Change, *, target: str | None = None) -> list[FieldChange]:
                                         ("cost", change.cost_before, change.cost_after)):
                 if after is not None:
                     rows.append(FieldChange("line.price_set", where, change.customer.label,
-                                            f"{change.sku} {name}", str(before), str(after),
+                                            f"{change.sku} {name}", _money(before),
+                                            money(after),
                                             change.reason))
             return rows
         case DeleteLine():
@@ -273,10 +275,25 @@ def describe(change: Change, *, target: str | None = None) -> list[FieldChange]:
         case AddCharge():
             return [FieldChange("charge.added", target or f"schedule:{change.schedule_id}",
                                 change.customer.label, change.sku, None,
-                                f"{number(change.quantity)} at {change.retail} = {change.total}",
+                                f"{number(change.quantity)} at {money(change.retail)} "
+                                f"= {money(change.total)}",
                                 f"{change.name} [{change.key}]")]
 
 
 def number(value: Decimal) -> str:
     """A quantity as people write it: 10, not 10.0; 2.5 stays 2.5."""
     return format(value.normalize(), "f") if value == value.to_integral_value() else str(value)
+
+
+def money(value: Decimal) -> str:
+    """An amount as invoices show it: at least two decimals (36.0 → 36.00), more only when the
+    amount has them (a unit price of 0.0960 stays 0.096)."""
+    exact = value.normalize()
+    return str(exact.quantize(_CENTS) if exact.as_tuple().exponent > -2 else exact)  # type: ignore[operator]
+
+
+def _money(value: Decimal | None) -> str | None:
+    return None if value is None else money(value)
+
+
+_CENTS = Decimal("0.01")

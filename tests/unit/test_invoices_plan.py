@@ -28,6 +28,7 @@ from sync_daemon.plan import (
     SeatTotals,
     UpdateLine,
     describe,
+    money,
 )
 from sync_daemon.products.plan import ProductTarget
 from sync_daemon.state import ManagedLine, VendorCustomer
@@ -587,13 +588,22 @@ def test_a_customer_already_at_zero_is_not_counted_as_zeroed() -> None:
     (UpdateLine(REF, 1, 10, "A", "why", D(5), 7),
      [FieldChange("line.quantity_set", "line:10", LABEL, "A quantity", "5", "7", "why")]),
     (UpdateLine(REF, 1, 10, "A", "why", D(5), None, D(2), D(3), D(1), D("1.5")),
-     [FieldChange("line.price_set", "line:10", LABEL, "A retail", "2", "3", "why"),
-      FieldChange("line.price_set", "line:10", LABEL, "A cost", "1", "1.5", "why")]),
+     [FieldChange("line.price_set", "line:10", LABEL, "A retail", "2.00", "3.00", "why"),
+      FieldChange("line.price_set", "line:10", LABEL, "A cost", "1.00", "1.50", "why")]),
     (DeleteLine(REF, 1, 10, "A", D(6), "why"),
      [FieldChange("line.deleted", "line:10", LABEL, "A", "quantity 6", None, "why")]),
 ])
 def test_describe_line_changes(change: LineChange, rows: list[FieldChange]) -> None:
     assert describe(change) == rows
+
+
+@pytest.mark.parametrize(("amount", "shown"), [
+    ("36.0", "36.00"), ("3", "3.00"), ("3.1000", "3.10"), ("0.0960", "0.096"),
+    ("-45.99", "-45.99"), ("0", "0.00"), ("123.4567", "123.4567"), ("1E+2", "100.00"),
+])
+def test_money_shows_at_least_cents_and_no_trailing_zeros_beyond(amount: str,
+                                                                 shown: str) -> None:
+    assert money(D(amount)) == shown
 
 
 # ------------------------------------------------------------------ shared recurring invoice

@@ -231,14 +231,17 @@ def test_an_owned_twin_is_skipped_and_the_next_free_one_adopted() -> None:
 @pytest.mark.parametrize(("change", "rows"), [
     (CreateProduct("A", "PC_A", "Essentials", D("1.5"), D("3"), True, "new SKU"),
      [FieldChange("product.created", "product PC_A", None, None, None,
-                  "PC_A cost 1.5 retail 3", "new SKU")]),
+                  "PC_A cost 1.50 retail 3.00", "new SKU")]),
     (AdoptProduct("A", 40, "PC_A", "why"),
      [FieldChange("product.adopted", "product:40", None, None, None, "PC_A", "why")]),
     (UpdateProductPrice("A", 7, "PC_A", D(1), D(2), D(5), D(5), "why"),
-     [FieldChange("product.price_set", "product:7", None, "price_cost", "1", "2", "why")]),
+     [FieldChange("product.price_set", "product:7", None, "price_cost", "1.00", "2.00",
+                  "why")]),
     (UpdateProductPrice("A", 7, "PC_A", D(1), D(2), D(5), D(6), "why"),
-     [FieldChange("product.price_set", "product:7", None, "price_cost", "1", "2", "why"),
-      FieldChange("product.price_set", "product:7", None, "price_retail", "5", "6", "why")]),
+     [FieldChange("product.price_set", "product:7", None, "price_cost", "1.00", "2.00",
+                  "why"),
+      FieldChange("product.price_set", "product:7", None, "price_retail", "5.00", "6.00",
+                  "why")]),
 ])
 def test_describe_product_changes(change: ProductChange, rows: list[FieldChange]) -> None:
     assert describe(change) == rows
