@@ -3,7 +3,9 @@
 Every change is safe to repeat. Creates are recovered by the client (it reads before resending)
 and, after a crash between the write and the record, by the next plan (a product or line of the
 daemon's name or product that it does not yet own is adopted, not duplicated). Quantities and
-prices are absolute values recomputed from a fresh read every run.
+prices are absolute values recomputed from a fresh read every run; their writes and line
+deletes, like one-time charges, are preceded by a write-ahead intent, so one that landed just
+before a crash is still recorded (`sync_daemon.recovery`).
 """
 
 from __future__ import annotations
@@ -12,9 +14,10 @@ import dataclasses
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import TypeVar
 
 from sync_daemon.connectors.syncro import LineDraft, Product, ProductDraft, SyncroClient
-from sync_daemon.errors import AmbiguousWriteError, RejectedError
+from sync_daemon.errors import AmbiguousWriteError, InvariantError, RejectedError
 from sync_daemon.logs import get_logger
 from sync_daemon.plan import (
     AddCharge,
@@ -28,11 +31,13 @@ from sync_daemon.plan import (
     UpdateProductPrice,
     describe,
 )
+from sync_daemon.recovery import level_intent, record_level_write
 from sync_daemon.state import AuditEntry, ManagedLine, ManagedProduct, StateStore, StateTransaction
 from sync_daemon.state.records import Origin
 
 log = get_logger()
 Record = Callable[[StateTransaction], None]
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,9 +114,12 @@ class Applier:
             case UpdateProductPrice():
                 product = (self.products.get(change.product_id)
                            or self.syncro.get_product(change.product_id))
-                self.products[product.id] = self.syncro.update_product(
-                    product, price_cost=change.cost_after, price_retail=change.retail_after)
-                return f"product:{change.product_id}", self._new_product_prices(change)
+                target = f"product:{change.product_id}"
+                self.products[product.id], record = self._level(
+                    change, target, lambda: self.syncro.update_product(
+                        product, price_cost=change.cost_after,
+                        price_retail=change.retail_after))
+                return target, record
             case CreateLine():
                 product_id = change.product_id or self.product_ids.get(change.sku)
                 if product_id is None:
@@ -134,18 +142,38 @@ class Applier:
             case UpdateLine():
                 quantity = (Decimal(change.quantity_after)
                             if change.quantity_after is not None else None)
-                self.syncro.update_schedule_line(change.schedule_id, change.line_id,
-                                                 quantity=quantity, retail=change.retail_after,
-                                                 cost=change.cost_after)
-                return f"line:{change.line_id}", self._new_line_values(change, quantity)
+                target = f"line:{change.line_id}"
+                _, record = self._level(change, target, lambda: self.syncro.update_schedule_line(
+                    change.schedule_id, change.line_id, quantity=quantity,
+                    retail=change.retail_after, cost=change.cost_after))
+                return target, record
             case DeleteLine():
-                self.syncro.delete_schedule_line(change.schedule_id, change.line_id)
-                line_id = change.line_id
-                return f"line:{line_id}", lambda tx: _forget_line(tx, line_id)
+                target = f"line:{change.line_id}"
+                _, record = self._level(change, target, lambda: self.syncro.delete_schedule_line(
+                    change.schedule_id, change.line_id))
+                return target, record
             case AddCharge():
                 line_id = self._add_charge(change)
                 key = change.key
                 return f"line:{line_id}", lambda tx: _settle(tx, key, line_id)
+
+    def _level(self, change: UpdateLine | UpdateProductPrice | DeleteLine, target: str,
+               send: Callable[[], T]) -> tuple[T, Record]:
+        """Write-ahead for a level write: its intent is committed before `send`, and settled
+        by the returned record, in the transaction that writes the audit entries."""
+        intent = level_intent(change, vendor=self.vendor, run_id=self.run_id,
+                              rows=describe(change, target=target))
+        with self.store.transaction() as tx:
+            if not tx.begin_intent(intent.key, self.run_id, intent.kind, intent.payload()):
+                raise InvariantError(f"a second write to {target} in run {self.run_id}")
+        try:
+            sent = send()
+        except RejectedError:
+            # Syncro refused it (a 404 included): nothing landed; the next plan decides again.
+            with self.store.transaction() as tx:
+                tx.abandon_intent(intent.key)
+            raise
+        return sent, lambda tx: record_level_write(tx, intent)
 
     def _add_charge(self, change: AddCharge) -> int:
         """Write-ahead: the intent is committed before the POST, settled after it."""
@@ -181,16 +209,6 @@ class Applier:
 
         return record
 
-    def _new_product_prices(self, change: UpdateProductPrice) -> Record:
-        def record(tx: StateTransaction) -> None:
-            product = tx.get_managed_product(self.vendor, change.sku)
-            if product is not None:
-                tx.put_managed_product(dataclasses.replace(
-                    product, last_price_cost=change.cost_after,
-                    last_price_retail=change.retail_after))
-
-        return record
-
     def _own_line(self, change: CreateLine | AdoptLine, line_id: int, *, quantity: Decimal,
                   retail: Decimal, cost: Decimal, origin: Origin, product_id: int,
                   replaces: int | None = None) -> Record:
@@ -207,25 +225,6 @@ class Applier:
             tx.put_managed_line(line)
 
         return record
-
-    @staticmethod
-    def _new_line_values(change: UpdateLine, quantity: Decimal | None) -> Record:
-        def record(tx: StateTransaction) -> None:
-            line = tx.get_managed_line(change.line_id)
-            if line is None:
-                return
-            tx.put_managed_line(dataclasses.replace(
-                line,
-                last_quantity=change.quantity_before if quantity is None else quantity,
-                last_retail=line.last_retail if change.retail_after is None
-                else change.retail_after,
-                last_cost=line.last_cost if change.cost_after is None else change.cost_after))
-
-        return record
-
-
-def _forget_line(tx: StateTransaction, line_id: int) -> None:
-    tx.delete_managed_line(line_id)
 
 
 def _settle(tx: StateTransaction, key: str, line_id: int) -> None:

@@ -31,6 +31,7 @@ from sync_daemon.plan import (
     UpdateProductPrice,
 )
 from sync_daemon.products.plan import ProductRules, plan_products
+from sync_daemon.recovery import recover_level_writes
 from sync_daemon.state import ManagedLine, ManagedProduct, VendorCustomer
 from sync_daemon.state.records import RunStatus, RunTrigger, utc_now
 from sync_daemon.vendor import Snapshot, Statement
@@ -183,6 +184,7 @@ class _Reads:
 
 
 def _run(app: App, report: RunReport, *, force: bool, progress: Progress | None) -> None:
+    recover_level_writes(app.syncro, app.store, report.vendor, dry_run=report.dry_run)
     reads = _read(app, report)
     report.plan = _plan(app, report.vendor, reads)
     seats = report.plan.seats
