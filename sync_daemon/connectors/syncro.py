@@ -16,7 +16,7 @@ from decimal import Decimal
 from typing import Any, TypeVar
 
 import httpx
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
 
 from sync_daemon.connectors.http import (
     HttpApi,
@@ -81,21 +81,25 @@ class Customer:
 
 @dataclass(frozen=True, slots=True)
 class Product:
-    """A Syncro product; prices in currency units."""
+    """A Syncro product; prices in currency units; `taxable` is None when Syncro sent null."""
 
     id: int
     name: str
     description: str
     price_cost: Decimal
     price_retail: Decimal
-    taxable: bool
+    taxable: bool | None
     disabled: bool
     maintain_stock: bool
 
 
 @dataclass(frozen=True, slots=True)
 class ScheduleLine:
-    """A line of a recurring invoice; money converted from Syncro's cents."""
+    """A line of a recurring invoice; money converted from Syncro's cents.
+
+    A null `quantity`, `retail_cents` or `cost_cents` reads as 0 and is named in `nulls`, so
+    the planner can refuse to reason about a line of its own whose count it cannot read.
+    """
 
     id: int
     schedule_id: int
@@ -108,6 +112,7 @@ class ScheduleLine:
     taxable: bool
     one_time_charge: bool
     position: int | None
+    nulls: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,6 +178,11 @@ class _CustomerPayload(_Payload):
     email: str | None = None
     disabled: bool = False
 
+    @field_validator("disabled", mode="before")
+    @classmethod
+    def _null_is_false(cls, value: Any) -> Any:
+        return False if value is None else value
+
 
 class _ProductPayload(_Payload):
     id: int
@@ -180,7 +190,7 @@ class _ProductPayload(_Payload):
     description: str | None = None
     price_cost: Decimal = Decimal(0)
     price_retail: Decimal = Decimal(0)
-    taxable: bool = True
+    taxable: bool | None = True
     disabled: bool = False
     maintain_stock: bool = False
 
@@ -188,6 +198,16 @@ class _ProductPayload(_Payload):
     @classmethod
     def _null_is_zero(cls, value: Any) -> Any:
         return Decimal(0) if value is None else value
+
+    @field_validator("disabled", "maintain_stock", mode="before")
+    @classmethod
+    def _null_is_false(cls, value: Any) -> Any:
+        # Never sent by the daemon except maintain_stock, which Syncro resets when omitted.
+        return False if value is None else value
+
+
+# Line fields whose null reads as 0 (what Syncro stores for a line created without them, §1.7).
+_DEFAULTED_LINE_FIELDS = ("quantity", "retail_cents", "cost_cents")
 
 
 class _LinePayload(_Payload):
@@ -202,6 +222,15 @@ class _LinePayload(_Payload):
     taxable: bool = False
     one_time_charge: bool = False
     position: int | None = None
+    nulls: frozenset[str] = frozenset()  # filled from the payload, never read from it
+
+    @model_validator(mode="before")
+    @classmethod
+    def _note_nulls(cls, data: Any) -> Any:
+        if not isinstance(data, Mapping):
+            return data
+        return {**data, "nulls": frozenset(key for key in _DEFAULTED_LINE_FIELDS
+                                           if key in data and data[key] is None)}
 
     @field_validator("retail_cents", "cost_cents", "quantity", mode="before")
     @classmethod
@@ -221,7 +250,7 @@ class _SchedulePayload(_Payload):
     frequency: str | None = None
     paused: bool | None = False
     next_run: str | None = None
-    lines: list[_LinePayload] = Field(default_factory=list)
+    lines: list[_LinePayload] | None = None  # None: not sent (lists) or null (see get_schedule)
 
 
 def _resend_or_raise(error: AmbiguousWriteError) -> None:
@@ -236,14 +265,33 @@ def _resend_or_raise(error: AmbiguousWriteError) -> None:
 
 
 def _parse(model: type[_P], data: Any, what: str) -> _P:
+    """Validate one record; a value the daemon cannot use stops the pass, naming the record
+    (by its id, and the line's id for a line of a schedule) and the field."""
     try:
         return model.model_validate(data)
     except ValidationError as exc:
         first = exc.errors(include_url=False)[0]
-        where = ".".join(str(p) for p in first["loc"]) or what
-        raise InvariantError(
-            f"syncro: unexpected {what} payload: {where}: {first['msg']}"
-        ) from None
+        loc = list(first["loc"])
+        record, field = _record_of(data, what, loc)
+        problem = (f"{field} is null" if first.get("input", ...) is None
+                   else f"{field}: {first['msg']}" if field else first["msg"])
+        raise InvariantError(f"syncro: unexpected {what} payload: {record}: {problem}") from None
+
+
+def _record_of(data: Any, what: str, loc: list[int | str]) -> tuple[str, str]:
+    """(the record named by its id, the field) for a validation error at `loc` in `data`."""
+    label = f"{what} {_id_of(data)}"
+    if len(loc) >= 2 and loc[0] == "lines" and isinstance(loc[1], int):
+        lines = data.get("lines") if isinstance(data, Mapping) else None
+        line = lines[loc[1]] if isinstance(lines, list) and loc[1] < len(lines) else None
+        label += f", line {_id_of(line)}"
+        loc = loc[2:]
+    return label, ".".join(str(part) for part in loc)
+
+
+def _id_of(data: Any) -> str:
+    found = data.get("id") if isinstance(data, Mapping) else None
+    return str(found) if found is not None else "(no id)"
 
 
 def _unwrap(body: Any, key: str, what: str) -> Any:
@@ -278,7 +326,7 @@ def _to_line(p: _LinePayload, schedule_id: int) -> ScheduleLine:
         id=p.id, schedule_id=p.schedule_id or schedule_id, product_id=p.product_id, name=p.name,
         description=p.description, quantity=p.quantity, retail=from_cents(p.retail_cents),
         cost=from_cents(p.cost_cents), taxable=p.taxable, one_time_charge=p.one_time_charge,
-        position=p.position,
+        position=p.position, nulls=p.nulls,
     )
 
 
@@ -286,7 +334,7 @@ def _to_schedule(p: _SchedulePayload) -> Schedule:
     return Schedule(
         id=p.id, customer_id=p.customer_id, name=p.name or "", frequency=p.frequency,
         paused=bool(p.paused), next_run=_date(p.next_run),
-        lines=tuple(_to_line(line, p.id) for line in p.lines),
+        lines=tuple(_to_line(line, p.id) for line in p.lines or ()),
     )
 
 
@@ -492,8 +540,13 @@ class SyncroClient:
     def get_schedule(self, schedule_id: int) -> Schedule:
         """One schedule with its lines; `NotFoundError` when it is gone."""
         body = self.api.get_json(f"schedules/{schedule_id}", permission=Permission.SCHEDULES_LIST)
-        return _to_schedule(_parse(_SchedulePayload, _unwrap(body, "schedule", "schedule"),
-                                   "schedule"))
+        payload = _parse(_SchedulePayload, _unwrap(body, "schedule", "schedule"), "schedule")
+        if payload.lines is None:
+            # Read as "no lines", every line of the daemon's would look deleted and be added
+            # again beside the real one.
+            raise InvariantError(f"syncro: unexpected schedule payload: schedule {payload.id}: "
+                                 "lines is missing or null")
+        return _to_schedule(payload)
 
     def get_schedules(self, schedule_ids: Collection[int]) -> dict[int, Schedule | None]:
         """Each schedule with its lines, by id (None when gone), several requests in flight.
@@ -537,6 +590,8 @@ class SyncroClient:
             try:
                 answer = self.api.request("POST", path, json_body=body,
                                             permission=Permission.SCHEDULES_EDIT)
+            except NotFoundError:
+                raise self._vanished(schedule_id, None) from None
             except AmbiguousWriteError as exc:
                 landed = [
                     line for line in self.get_schedule(schedule_id).lines
@@ -572,8 +627,11 @@ class SyncroClient:
             body["retail_cents"] = to_cents(retail)
         if cost is not None:
             body["cost_cents"] = to_cents(cost)
-        answer = self.api.request("PUT", f"schedules/{schedule_id}/line_items/{line_id}",
-                                    json_body=body, permission=Permission.SCHEDULES_EDIT)
+        try:
+            answer = self.api.request("PUT", f"schedules/{schedule_id}/line_items/{line_id}",
+                                        json_body=body, permission=Permission.SCHEDULES_EDIT)
+        except NotFoundError:
+            raise self._vanished(schedule_id, line_id) from None
         data = _unwrap(answer, "schedule_line_item", "schedule line")
         return _to_line(_parse(_LinePayload, data, "schedule line"), schedule_id)
 
@@ -584,6 +642,23 @@ class SyncroClient:
                              permission=Permission.SCHEDULES_EDIT)
         except NotFoundError:
             log.info("syncro.delete_already_gone", schedule_id=schedule_id, line_id=line_id)
+
+    def _vanished(self, schedule_id: int, line_id: int | None) -> NotFoundError:
+        """The error for a write that met 404: says whether the recurring invoice itself or
+        only the line is gone (one read to tell), so the operator knows what to fix."""
+        try:
+            self.get_schedule(schedule_id)
+        except NotFoundError:
+            return NotFoundError(
+                f"syncro: recurring invoice {schedule_id} no longer exists (deleted in Syncro "
+                "since this pass read it); the next sync reports it: map the customer to "
+                "another recurring invoice", status=404)
+        if line_id is None:
+            return NotFoundError(f"syncro: adding a line to recurring invoice {schedule_id} "
+                                 "answered 404 (not found)", status=404)
+        return NotFoundError(
+            f"syncro: line {line_id} is no longer on recurring invoice {schedule_id} (deleted "
+            "in Syncro since this pass read it); the next sync plans it again", status=404)
 
     # -- paging
 

@@ -99,6 +99,8 @@ def plan_products(
                 cost_before=current.price_cost, cost_after=item.cost,
                 retail_before=current.price_retail, retail_after=item.retail,
                 reason="Syncro's price differs from the vendor's price list"))
+        # A product whose taxable flag Syncro sends as null bills new lines as configured.
+        taxable = rules.new_products_taxable if current.taxable is None else current.taxable
         targets[item.sku] = ProductTarget(item.sku, current.id, current.name, item.cost,
-                                          item.retail, current.taxable)
+                                          item.retail, taxable)
     return changes, targets

@@ -19,7 +19,7 @@ import pytest
 
 from sync_daemon.connectors.http import RateLimiter
 from sync_daemon.connectors.syncro import LineDraft, ProductDraft, SyncroClient
-from sync_daemon.errors import AmbiguousWriteError, InvariantError, TransientError
+from sync_daemon.errors import AmbiguousWriteError, InvariantError, NotFoundError, TransientError
 
 BASE_URL = "https://acme.syncromsp.com/api/v1"
 TOKEN = "unit-test-token"  # a fake credential for a fake server
@@ -337,3 +337,80 @@ def test_a_refused_long_retry_after_does_not_make_the_next_request_sleep_for_it(
     with contextlib.suppress(TransientError):  # failing fast would be fine too
         h.client.me()
     assert max(h.clock.sleeps, default=0.0) <= 120.0  # HttpApi's default max_retry_wait
+
+
+# ------------------------------------------------------------ nulls and vanished objects
+
+
+def test_nulls_the_daemon_can_default_are_read_and_noted(connect: Callable[..., Harness]) -> None:
+    nulled = {**line(88000001, 15000002), "quantity": None, "retail_cents": None,
+              "name": None, "taxable": None, "one_time_charge": None}
+    body = {"products": [{**product(15000002, "PC_X"), "taxable": None, "disabled": None,
+                          "maintain_stock": None, "price_cost": None, "description": None}],
+            "meta": {"total_pages": 1, "page": 1}}
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        return ok(body if request.url.path.endswith("/products") else schedule([nulled]))
+
+    harness = connect(handler)
+    (found,) = harness.client.list_products()
+    assert (found.taxable, found.disabled, found.maintain_stock, found.price_cost,
+            found.description) == (None, False, False, Decimal(0), "")
+    (read,) = harness.client.get_schedule(4100002).lines
+    assert (read.quantity, read.retail, read.name, read.taxable) \
+        == (Decimal(0), Decimal(0), None, False)
+    assert read.nulls == frozenset({"quantity", "retail_cents"})
+
+
+@pytest.mark.parametrize(("body", "message"), [
+    ({"products": [{**product(15000007, "x"), "name": None}], "meta": {"total_pages": 1}},
+     "unexpected product payload: product 15000007: name is null"),
+    ({"products": [{**product(15000007, "x"), "id": None}], "meta": {"total_pages": 1}},
+     "unexpected product payload: product (no id): id is null"),
+    (schedule([line(88000001, 1), {**line(88000002, 1), "id": "x"}]),
+     "unexpected schedule payload: schedule 4100002, line x: id: Input should be"),
+    (schedule([line(88000001, 1), {**line(88000002, 1), "quantity": "many"}]),
+     "unexpected schedule payload: schedule 4100002, line 88000002: quantity"),
+    ({"schedule": {**schedule([])["schedule"], "lines": None}},
+     "schedule 4100002: lines is missing or null"),
+    ({"schedule": {**schedule([])["schedule"], "customer_id": None}},
+     "unexpected schedule payload: schedule 4100002: customer_id is null"),
+])
+def test_a_record_that_cannot_be_read_safely_is_named_with_its_field(
+    connect: Callable[..., Harness], body: dict[str, Any], message: str,
+) -> None:
+    harness = connect(lambda request: ok(body))
+    read: Callable[[], object] = (harness.client.list_products if "products" in body
+                                  else lambda: harness.client.get_schedule(4100002))
+    with pytest.raises(InvariantError) as raised:
+        read()
+    assert message in str(raised.value)
+
+
+def test_a_detail_read_without_lines_is_not_taken_for_an_empty_invoice(
+    connect: Callable[..., Harness],
+) -> None:
+    body = {"schedule": {k: v for k, v in schedule([])["schedule"].items() if k != "lines"}}
+    harness = connect(lambda request: ok(body))
+    with pytest.raises(InvariantError, match="lines is missing or null"):
+        harness.client.get_schedule(4100002)
+
+
+@pytest.mark.parametrize(("schedule_there", "message"), [
+    (False, "recurring invoice 4100002 no longer exists"),
+    (True, "line 88000001 is no longer on recurring invoice 4100002"),
+])
+def test_a_write_that_meets_404_says_whether_the_invoice_or_the_line_is_gone(
+    connect: Callable[..., Harness], schedule_there: bool, message: str,
+) -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.method == "GET" and schedule_there:
+            return ok(schedule([]))
+        return httpx.Response(404)
+
+    harness = connect(handler)
+    with pytest.raises(NotFoundError, match=message):
+        harness.client.update_schedule_line(4100002, 88000001, quantity=Decimal(3))
+    with pytest.raises(NotFoundError, match="4100002"):
+        harness.client.create_schedule_line(4100002, LINE_DRAFT, known_line_ids=())
+    assert len(harness.sent("PUT")) == 1  # a 404 is not retried
