@@ -206,6 +206,7 @@ def _run(app: App, report: RunReport, *, force: bool, progress: Progress | None)
         return
     assert report.refresh is not None
     _save_refresh(app, report.refresh)
+    _forget_vanished_lines(app, reads)
     section = app.settings.vendors().get(report.vendor)
     if section is not None and section.approval == "required":
         _hold(app, report, reads)
@@ -358,6 +359,27 @@ def _save_refresh(app: App, refresh: Refresh) -> None:
             tx.put_vendor_customer(row)
         for row in refresh.removals:
             tx.delete_vendor_customer(row.vendor, row.vendor_customer_id, row.billing_motion)
+
+
+def _forget_vanished_lines(app: App, reads: _Reads) -> None:
+    """Stop owning the lines of recurring invoices that are gone from Syncro.
+
+    Syncro deletes a recurring invoice's lines with it, so the records would only claim
+    lines that no longer exist (and keep a gone invoice read every pass). The customer's
+    `schedule_missing` error stays until it is mapped again; if the invoice ever came back,
+    its lines of the daemon's products would be adopted, not duplicated.
+    """
+    gone = [line for line in reads.managed_lines
+            if line.schedule_id in reads.schedules and reads.schedules[line.schedule_id] is None]
+    if not gone:
+        return
+    with app.store.transaction() as tx:
+        for line in gone:
+            tx.delete_managed_line(line.syncro_line_id)
+    for line in gone:
+        log.warning("line.forgotten", line_id=line.syncro_line_id, schedule_id=line.schedule_id,
+                    vendor_customer_id=line.vendor_customer_id, sku=line.sku,
+                    reason="its recurring invoice no longer exists in Syncro")
 
 
 def _price_notices(changes: Sequence[ProductChange]) -> list[Notice]:

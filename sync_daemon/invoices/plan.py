@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from sync_daemon.connectors.syncro import Schedule, ScheduleLine
+from sync_daemon.errors import InvariantError
 from sync_daemon.plan import (
     AdoptLine,
     CreateLine,
@@ -62,6 +63,7 @@ def billed_quantity(usage: Usage, mapping: VendorCustomer) -> int:
 
 def plan_lines(inputs: LineInputs) -> tuple[list[LineChange], list[Notice], SeatTotals]:
     """The line changes for every mapped customer, the notices, and the seat totals."""
+    _check_owned_lines(inputs)
     changes: list[LineChange] = []
     notices: list[Notice] = []
     usages = _usages_by_customer(inputs.usages)
@@ -146,9 +148,7 @@ class _CustomerPlanner:
         schedule_id = self.mapping.schedule_id
         schedule = self.inputs.schedules.get(schedule_id) if schedule_id is not None else None
         if schedule is None:
-            return [], [Notice("error", "schedule_missing",
-                               f"recurring invoice {schedule_id} no longer exists in Syncro; "
-                               "map the customer again", customer=self.ref.label)]
+            return [], [self._schedule_missing(schedule_id)]
         changes: list[LineChange] = []
         if any(record.schedule_id != schedule.id for record in self.managed):
             changes += self._leave_other_schedules(schedule.id)
@@ -184,6 +184,17 @@ class _CustomerPlanner:
                 changes.append(DeleteLine(self.ref, record.schedule_id, line.id, sku,
                                           line.quantity, reason))
         return changes, notices
+
+    def _schedule_missing(self, schedule_id: int | None) -> Notice:
+        """The customer's recurring invoice is gone: nothing of it can be billed or written."""
+        gone = sum(1 for record in self.managed if record.schedule_id == schedule_id)
+        lines = (f"; the {gone} line(s) the daemon billed on it went with it" if gone else "")
+        command = (f"sync-daemon mapping map --vendor {self.mapping.vendor} "
+                   f"{self.mapping.vendor_customer_id} PSA_CUSTOMER --schedule ID")
+        return Notice("error", "schedule_missing",
+                      f"recurring invoice {schedule_id} no longer exists in Syncro{lines}; "
+                      f"nothing is billed until the customer is mapped to another one "
+                      f"({command})", customer=self.ref.label)
 
     def zero_all(self, reason: str) -> list[LineChange]:
         changes: list[LineChange] = []
@@ -292,6 +303,34 @@ class _CustomerPlanner:
             self.ref, schedule.id, sku, target.product_id, target.name, quantity, target.retail,
             target.cost, target.taxable, tuple(line.id for line in schedule.lines), reason,
             replaces_line_id=gone.syncro_line_id if gone is not None else None)]
+
+
+def _check_owned_lines(inputs: LineInputs) -> None:
+    """Stop the pass on a line of the daemon's whose product or count Syncro sends as null.
+
+    Read as "no product" it would look like a line of a deleted product (removed and added
+    again); read as 0 it would be set back like a hand edit of a count nobody can see. Neither
+    is safe to act on, and skipping the line would make it look deleted (added twice).
+
+    Raises:
+        InvariantError: naming the line, its recurring invoice, the customer and the field.
+    """
+    names = {(m.vendor_customer_id, m.billing_motion): m.name for m in inputs.mappings}
+    lines = _lines_by_id(inputs.schedules)
+    for record in inputs.managed_lines:
+        line = lines.get((record.schedule_id, record.syncro_line_id))
+        if line is None:
+            continue
+        nulls = sorted({*line.nulls, *(("product_id",) if line.product_id is None else ())}
+                       & {"product_id", "quantity"})
+        if nulls:
+            who = names.get((record.vendor_customer_id, record.billing_motion),
+                            record.vendor_customer_id)
+            raise InvariantError(
+                f"syncro: line {line.id} of recurring invoice {record.schedule_id} (the "
+                f"daemon's {record.sku} line for {who}) has a null {' and '.join(nulls)}; "
+                "nothing was written this pass. Fix the line in Syncro, or delete it (the "
+                "next sync adds it again)")
 
 
 def _usages_by_customer(usages: Sequence[Usage]) -> dict[CustomerKey, list[Usage]]:
