@@ -629,10 +629,25 @@ def _migrate(engine: Engine) -> None:
     with _ALEMBIC_LOCK, engine.connect() as connection:
         if connection.dialect.name == "postgresql":
             connection.execute(select(func.pg_advisory_xact_lock(_MIGRATION_LOCK)))
-        else:
+            command.upgrade(alembic_config(connection), "head")
+            connection.commit()
+            return
+        # SQLite alters a table by rebuilding it, and dropping the old one would break the
+        # rows that refer to it; foreign keys can only be switched off outside a transaction,
+        # so they are checked by hand before the commit instead (Alembic's batch-mode advice).
+        connection.exec_driver_sql("PRAGMA foreign_keys = OFF")
+        try:
             connection.exec_driver_sql("BEGIN IMMEDIATE")  # SQLite's write lock, until commit
-        command.upgrade(alembic_config(connection), "head")
-        connection.commit()
+            command.upgrade(alembic_config(connection), "head")
+            broken = connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+            if broken:
+                connection.rollback()
+                raise InvariantError(f"a migration would break {len(broken)} references "
+                                     f"between tables (first: {tuple(broken[0])}); nothing "
+                                     "was changed")
+            connection.commit()
+        finally:
+            connection.exec_driver_sql("PRAGMA foreign_keys = ON")
 
 
 def _masked(url: str) -> str:

@@ -106,7 +106,7 @@ def test_upgrading_from_0001_adds_run_locks_and_keeps_the_data(database_url: str
 
     assert "run_locks" not in _engine_work(database_url, at_0001)
     with StateStore.open(database_url) as store:
-        assert store.schema_version() == "0002_run_locks"
+        assert store.schema_version() == "0003_plans"
         with store.transaction() as tx:
             run = tx.get_run("r" * 32)
         assert run is not None

@@ -131,6 +131,29 @@ def test_downgrade_to_base_drops_everything_and_open_rebuilds_it(database_url: s
         assert store.schema_version() == HEAD
 
 
+def test_0003_allows_pending_and_approval_runs_and_its_downgrade_keeps_them(
+        database_url: str) -> None:
+    with StateStore.open(database_url) as store:
+        plan_id = _plan(store)
+        with store.transaction() as tx:
+            approval = tx.start_run("proofpoint", "approval").run_id
+            tx.append_audit([AuditEntry(run_id=approval, vendor="proofpoint",
+                                        action="line.created", target="line:1", reason="r")])
+
+    def downgrade(connection: Connection) -> list[tuple[str, str, str]]:
+        command.downgrade(alembic_config(connection), "0002_run_locks")
+        rows = connection.execute(text("SELECT run_id, trigger, status FROM sync_runs"))
+        return sorted((r[0], r[1], r[2]) for r in rows)
+
+    assert _with_engine(database_url, downgrade) == sorted([
+        (plan_id, "manual", "stopped"), (approval, "manual", "running")])
+    with StateStore.open(database_url) as store:  # back up to the head
+        assert store.schema_version() == HEAD
+        with store.transaction() as tx:
+            assert len(tx.list_audit(limit=10)) == 1
+            assert tx.list_plans(limit=None) == []
+
+
 def _open_and_write(url: str, vendor: str, ready: Any) -> None:
     ready.wait(timeout=20)
     with StateStore.open(url) as store:
