@@ -3,10 +3,15 @@ exactly where a run without a crash ends.
 
 A sandbox fault on "the next POST, PUT or DELETE" kills the CLI subprocess when that write
 arrives: after Syncro applied it (the answer never reaches the daemon, nothing is recorded)
-or before (the write never lands; a charge's write-ahead intent is already committed). Each
-restarted run is killed at its own first write, so a chain of runs crashes once at every
-write of the plan; the first run that gets through ends the chain. Then Syncro must equal a
-crash-free world's, with no duplicate, every charge once and the audit log agreeing.
+or before (the write never lands; its write-ahead intent, for a charge or a level write, is
+already committed). Each restarted run is killed at its own first write, so a chain of runs
+crashes once at every write of the plan; the first run that gets through ends the chain.
+Then Syncro must equal a crash-free world's, with no duplicate, every charge once, and the
+audit log holding every change exactly once and agreeing with Syncro and the state.
+
+Cloud-iQ's chain creates (a product, recurring lines, one-time charges); Proofpoint's, after
+a crash-free first sync, makes the level writes: a product price update, a line update
+(quantity and prices), and a package change's line create and delete.
 """
 
 from __future__ import annotations
@@ -15,60 +20,102 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future
+from contextlib import ExitStack
 from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from sync_daemon.recovery import RECOVERED
 from sync_daemon.sandbox.http import FaultKind, Request
 from tests.e2e.conftest import (
+    PACKAGES,
     TEAMS,
     CloudiqWorld,
     Month,
+    SyncroWorld,
+    World,
     cloudiq_concurrently,
+    concurrently,
 )
-from tests.support.effects import BillingState, audit_problems, billing_state, duplicates
+from tests.support.effects import (
+    AuditCounts,
+    BillingState,
+    audit_changes,
+    audit_problems,
+    billing_state,
+    duplicates,
+)
 
 WRITES = ("POST", "PUT", "DELETE")
 LAST, LONG_AGO = Month.from_now(-1), Month.from_now(-9)
 MAX_RUNS = 8
+RAISE = Decimal("0.25")  # the Proofpoint Business price list's rise before the crashing sync
 
 
 @dataclass
-class CrashChain:
+class Outcome:
+    """What a world ends with: Syncro's billing facts and the audit log's changes."""
+
+    state: dict[str, BillingState]
+    audit: AuditCounts
+
+
+@dataclass
+class CrashChain(Outcome):
     kills: int
     codes: list[int]
     final_code: int
-    state: dict[str, BillingState]
     duplicates: list[str]
     problems: list[str]
+    recovered: set[str]  # targets whose audit entries were recorded on recovery
 
 
-def seed(world: CloudiqWorld) -> None:
+def seed_cloudiq(world: CloudiqWorld) -> Path:
     """Two tenants, each went from 4 to 6 Teams seats on the 21st: a product, a recurring
     line and a proration charge each (five writes)."""
-    world.config()
+    config = world.config()
     for name in ("Tern Trading", "Umber Books"):
         customer, tenant = world.customer(name), world.tenant(name)
         teams = world.subscribe(tenant, TEAMS, 4, start_on=LONG_AGO.first)
         world.ciq.set_quantity(teams.id, 6, on=LAST.day(21))
         world.map(tenant, customer)
     world.close(LAST)
+    return config
 
 
-def crash_chain(world: CloudiqWorld, *, kind: FaultKind) -> CrashChain:
+def seed_proofpoint(world: World) -> Path:
+    """Alder (Business, 10 users) and Birch (Advanced, 3) synced once without a crash; then
+    Alder grows to 15, Birch moves to Business and the Business price list rises: a product
+    price update, a line update (quantity, retail, cost), a line create and a line delete."""
+    world.config()
+    alder, birch = world.customer("Alder Dental"), world.customer("Birch Law")
+    alder_org = world.org("Alder Dental", users=10, package="business")
+    birch_org = world.org("Birch Law", users=3, package="advanced")
+    world.map((alder_org, alder), (birch_org, birch))
+    first = world.sync()
+    assert first.code == 0, first.result.stderr[-3000:]
+    world.set_users(alder_org, 15)
+    world.proofpoint.state.set_package(birch_org.primary_domain, "business")
+    name, cost, retail = PACKAGES["business"]
+    return world.config(packages={**PACKAGES, "business": (name, cost + RAISE, retail + RAISE)})
+
+
+def crash_chain(world: SyncroWorld, seed: Callable[[Any], Path], *,
+                kind: FaultKind) -> CrashChain:
     """Sync, killing each run at a Syncro write until a run gets through. `reset_after`:
     each run is killed once Syncro applied its first write. `reset`: the first run before
     its first write; each later run lets that write through and is killed before the next."""
-    seed(world)
-    config = str(world.config())
+    config = str(seed(world))
     codes, kills = [], 0
     for _ in range(MAX_RUNS):
         process = subprocess.Popen(
             [sys.executable, "-m", "sync_daemon", "--config", config, "sync", "--vendor",
-             "cloudiq", "--format", "json"],
+             world.vendor, "--format", "json"],
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
         def kill(_request: Request, process: subprocess.Popen[str] = process) -> None:
@@ -89,34 +136,46 @@ def crash_chain(world: CloudiqWorld, *, kind: FaultKind) -> CrashChain:
         codes.append(process.returncode)
     else:
         pytest.fail(f"still crashing after {MAX_RUNS} runs")
-    return CrashChain(kills, codes, final, billing_state(world.syncro.state),
+    audit = audit_changes(world.state_url, world.vendor)
+    with world.store() as tx:
+        recovered = {e.target for e in tx.list_audit(limit=10_000, vendor=world.vendor)
+                     if e.reason.endswith(RECOVERED)}
+    return CrashChain(billing_state(world.syncro.state), audit, kills, codes, final,
                       duplicates(world.syncro.state),
-                      audit_problems(world.syncro.state, world.state_url, "cloudiq"))
+                      audit_problems(world.syncro.state, world.state_url, world.vendor),
+                      recovered)
 
 
-def build_after(world: CloudiqWorld) -> CrashChain:
-    return crash_chain(world, kind="reset_after")
-
-
-def build_before(world: CloudiqWorld) -> CrashChain:
-    return crash_chain(world, kind="reset")
-
-
-def build_reference(world: CloudiqWorld) -> dict[str, BillingState]:
-    """The same world synced once, with no crash."""
-    seed(world)
-    sync = world.sync()
+def reference(world: SyncroWorld, seed: Callable[[Any], Path]) -> Outcome:
+    """The same world synced with no crash."""
+    sync = world.sync(config=seed(world))
     assert sync.code == 0, sync.result.stderr[-3000:]
-    return billing_state(world.syncro.state)
+    return Outcome(billing_state(world.syncro.state), audit_changes(world.state_url,
+                                                                    world.vendor))
+
+
+CLOUDIQ_BUILDS: dict[str, Callable[[CloudiqWorld], Any]] = {
+    "after": lambda w: crash_chain(w, seed_cloudiq, kind="reset_after"),
+    "before": lambda w: crash_chain(w, seed_cloudiq, kind="reset"),
+    "reference": lambda w: reference(w, seed_cloudiq),
+}
+PROOFPOINT_BUILDS: dict[str, Callable[[World], Any]] = {
+    "pp_after": lambda w: crash_chain(w, seed_proofpoint, kind="reset_after"),
+    "pp_before": lambda w: crash_chain(w, seed_proofpoint, kind="reset"),
+    "pp_reference": lambda w: reference(w, seed_proofpoint),
+}
 
 
 @pytest.fixture(scope="module")
 def chains(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[dict[str, Future[Any]]]:
-    with cloudiq_concurrently(request, tmp_path_factory, {
-        "after": build_after, "before": build_before, "reference": build_reference,
-    }, workers=3) as futures:
+    """Both vendors' chains and references at once (each CLI call is mostly start-up)."""
+    with ExitStack() as stack:
+        futures = stack.enter_context(cloudiq_concurrently(
+            request, tmp_path_factory, CLOUDIQ_BUILDS, workers=3))
+        futures |= stack.enter_context(concurrently(
+            request, tmp_path_factory, PROOFPOINT_BUILDS, workers=3))
         yield futures
 
 
@@ -132,21 +191,62 @@ def before(chains: Mapping[str, Future[Any]]) -> CrashChain:
     return built
 
 
+@pytest.fixture(name="reference")
+def reference_outcome(chains: Mapping[str, Future[Any]]) -> Outcome:
+    built: Outcome = chains["reference"].result()
+    return built
+
+
 @pytest.fixture
-def reference(chains: Mapping[str, Future[Any]]) -> dict[str, BillingState]:
-    built: dict[str, BillingState] = chains["reference"].result()
+def pp_after(chains: Mapping[str, Future[Any]]) -> CrashChain:
+    built: CrashChain = chains["pp_after"].result()
+    return built
+
+
+@pytest.fixture
+def pp_before(chains: Mapping[str, Future[Any]]) -> CrashChain:
+    built: CrashChain = chains["pp_before"].result()
+    return built
+
+
+@pytest.fixture
+def pp_reference(chains: Mapping[str, Future[Any]]) -> Outcome:
+    built: Outcome = chains["pp_reference"].result()
     return built
 
 
 @pytest.mark.parametrize("when", ["after", "before"])
 def test_killed_at_every_write_the_restarted_sync_ends_as_a_run_without_crash(
-    when: str, after: CrashChain, before: CrashChain,
-    reference: dict[str, BillingState],
+    when: str, after: CrashChain, before: CrashChain, reference: Outcome,
 ) -> None:
     chain = after if when == "after" else before
     # The product, two recurring lines and two charges: a crash at each of them.
     assert chain.kills == 5, chain
     assert chain.final_code == 0
-    assert chain.state == reference
+    assert chain.state == reference.state
+    assert chain.audit == reference.audit
     assert chain.duplicates == []
     assert chain.problems == []
+
+
+@pytest.mark.parametrize("when", ["after", "before"])
+def test_killed_at_every_level_write_the_audit_log_still_has_every_change_once(
+    when: str, pp_after: CrashChain, pp_before: CrashChain, pp_reference: Outcome,
+) -> None:
+    chain = pp_after if when == "after" else pp_before
+    # The product price, Alder's line update, Birch's line create and its old line's delete.
+    assert chain.kills == 4, chain
+    assert chain.final_code == 0
+    assert chain.state == pp_reference.state
+    assert chain.audit == pp_reference.audit
+    assert chain.duplicates == []
+    assert chain.problems == []
+
+
+def test_a_level_write_that_landed_before_the_crash_is_recorded_on_recovery(
+    pp_after: CrashChain, pp_before: CrashChain,
+) -> None:
+    # Applied then killed: the product, the updated line and the deleted line are recorded
+    # by the next pass (the create is adopted instead). Killed before: nothing to record.
+    assert sorted(t.split(":")[0] for t in pp_after.recovered) == ["line", "line", "product"]
+    assert pp_before.recovered == set()

@@ -1,10 +1,11 @@
 """What a sync's effects in Syncro should look like, whatever failed on the way.
 
 `billing_state` reduces a Syncro sandbox to the facts a customer is billed by (no ids), so a
-run that met faults or crashes can be compared with a run that met none. `audit_problems`
-checks the audit log and the state database against what Syncro holds: every line and
-product the daemon owns exists and was created once, its last audited quantity is Syncro's,
-every one-time charge has one settled intent, nothing is left pending.
+run that met faults or crashes can be compared with a run that met none; `audit_changes` does
+the same for the audit log. `audit_problems` checks the audit log and the state database
+against what Syncro holds: every line and product the daemon owns exists and was created
+once, its last audited and recorded quantity and prices are Syncro's, no change is recorded
+twice, every one-time charge has one settled intent, nothing is left pending.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from sync_daemon.sandbox import SyncroState
 from sync_daemon.state import StateStore
 
 BillingState = tuple[tuple[Any, ...], ...]
+AuditCounts = Counter[tuple[str | None, ...]]
 CREATED = ("line.created", "line.adopted", "charge.added")
 
 
@@ -51,6 +53,23 @@ def duplicates(state: SyncroState) -> list[str]:
             + [f"schedule {s} line {n} {c} times" for (s, n), c in lines.items() if c > 1])
 
 
+def audit_changes(state_url: str, vendor: str) -> AuditCounts:
+    """The audit log's changes, counted: (action, customer, field, before, after), without
+    targets, runs and reasons, so a world that crashed compares with one that did not. An
+    adoption counts as the create it stands for after a crash (a product by its name only)."""
+    with StateStore.open(state_url) as store, store.transaction() as tx:
+        audit = tx.list_audit(limit=100_000, vendor=vendor)
+    changes: AuditCounts = Counter()
+    for entry in audit:
+        action, after = entry.action, entry.after
+        if action in ("product.created", "product.adopted"):
+            action, after = "product.owned", (after or "").split(" ", 1)[0]
+        elif action == "line.adopted":
+            action = "line.created"
+        changes[(action, entry.customer, entry.field, entry.before, after)] += 1
+    return changes
+
+
 def audit_problems(state: SyncroState, state_url: str, vendor: str) -> list[str]:
     """Where the audit log or the state database disagrees with Syncro (empty: they agree)."""
     problems: list[str] = []
@@ -64,6 +83,7 @@ def audit_problems(state: SyncroState, state_url: str, vendor: str) -> list[str]
         pending = tx.list_pending_intents()
         settled_ids = {i.result_id for i in _settled(tx, audit)}
     problems += [f"intent {i.key} still pending" for i in pending]
+    problems += _repeated(audit)
     created = Counter(e.target for e in audit if e.action in CREATED)
     problems += [f"{t} created {n} times in the audit" for t, n in created.items() if n > 1]
     deleted = {e.target for e in audit if e.action == "line.deleted"}
@@ -107,9 +127,24 @@ def _unowned(lines: dict[int, Any], owned_products: list[Any], owned_lines: list
     return problems
 
 
+def _repeated(audit: list[Any]) -> list[str]:
+    """A change recorded twice: one target's field set from and to the same values by two
+    entries in a row, or a line deleted twice."""
+    problems = []
+    last: dict[tuple[str, str | None], tuple[str, str | None, str | None]] = {}
+    for entry in audit:
+        seen = (entry.action, entry.before, entry.after)
+        if last.get((entry.target, entry.field)) == seen and entry.action not in CREATED:
+            problems.append(f"{entry.target} {entry.field or entry.action}: "
+                            f"{entry.before} → {entry.after} recorded twice")
+        last[(entry.target, entry.field)] = seen
+    return problems
+
+
 def _product_problems(products: dict[int, Any], owned_products: list[Any],
                       audit: list[Any]) -> list[str]:
-    """Owned products without an audit entry, or whose audited retail is not Syncro's."""
+    """Owned products without an audit entry, or whose audited or recorded prices are not
+    Syncro's."""
     problems = []
     for product in owned_products:
         record = products.get(product.syncro_product_id)
@@ -119,9 +154,14 @@ def _product_problems(products: dict[int, Any], owned_products: list[Any],
         if not any(e.target == target and e.action in ("product.created", "product.adopted")
                    for e in audit):
             problems.append(f"{target} owned without an audit entry")
-        retail = _last_price(audit, target, Decimal(str(record["price_retail"])))
-        if retail is not None and retail != Decimal(str(record["price_retail"])):
-            problems.append(f"{target}: Syncro retail {record['price_retail']}, audit {retail}")
+        for name, last_recorded in (("retail", product.last_price_retail),
+                                    ("cost", product.last_price_cost)):
+            held = Decimal(str(record[f"price_{name}"]))
+            audited = _last_price(audit, target, held, name)
+            if audited is not None and audited != held:
+                problems.append(f"{target}: Syncro {name} {held}, audit {audited}")
+            if last_recorded is not None and last_recorded != held:
+                problems.append(f"{target}: Syncro {name} {held}, state {last_recorded}")
     return problems
 
 
@@ -144,14 +184,18 @@ def _last_quantity(audit: list[Any], target: str) -> Decimal | None:
     return found
 
 
-def _last_price(audit: list[Any], target: str, current: Decimal) -> Decimal | None:
+def _last_price(audit: list[Any], target: str, current: Decimal,
+                name: str = "retail") -> Decimal | None:
+    """The product's `name` price (retail or cost) as the audit log last recorded it."""
     found: Decimal | None = None
     for entry in audit:
         if entry.target != target:
             continue
         if entry.action == "product.created" and entry.after:
-            found = Decimal(entry.after.rsplit(" ", 1)[1])
-        elif entry.action == "product.price_set" and entry.field == "price_retail":
+            # "<name> cost <cost> retail <retail>"
+            words = entry.after.split()
+            found = Decimal(words[words.index(name) + 1])
+        elif entry.action == "product.price_set" and entry.field == f"price_{name}":
             found = Decimal(str(entry.after))
         elif entry.action == "product.adopted":
             found = current

@@ -1,7 +1,8 @@
-"""Level-write intents: what one holds, and the reconcile decision after a crash.
+"""Level-write intents: what one holds, the reconcile decision after a crash, and how the
+Applier writes ahead.
 
 `decide` is pure (an intent and what Syncro holds now → recover or abandon); the reconcile
-step is run over a real SQLite state database with a stand-in for Syncro's reads.
+step and the Applier run over a real SQLite state database with stand-ins for Syncro.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import cast
 
 import pytest
 
+from sync_daemon.apply import Applier
 from sync_daemon.connectors.syncro import Product, Schedule, SyncroClient
 from sync_daemon.errors import InvariantError, NotFoundError
 from sync_daemon.plan import CustomerRef, DeleteLine, UpdateLine, UpdateProductPrice, describe
@@ -252,3 +254,67 @@ def test_nothing_pending_asks_syncro_nothing(tmp_path: Path) -> None:
     with StateStore.open(f"sqlite:///{tmp_path / 'empty.db'}") as empty:
         assert recover_level_writes(cast(SyncroClient, reads), empty, VENDOR) == []
     assert reads.asked == []
+
+
+# -- the write-ahead in Applier ---------------------------------------------------------------
+
+
+@dataclass
+class RefusingSyncro:
+    """A Syncro whose line update answers 404 (the line was deleted by hand)."""
+
+    def update_schedule_line(self, schedule_id: int, line_id: int, **_: object) -> None:
+        raise NotFoundError(f"line {line_id} not found", status=404)
+
+
+@dataclass
+class AcceptingSyncro:
+    """A Syncro that applies every line update; `intents` is what the state held meanwhile."""
+
+    store: StateStore
+    intents: list[str] = field(default_factory=list)
+
+    def update_schedule_line(self, schedule_id: int, line_id: int, **_: object) -> None:
+        with self.store.transaction() as tx:
+            self.intents += [f"{i.key} {i.status}" for i in tx.list_pending_intents()
+                             if i.kind == "line_update" and i.run_id == "applier-run"]
+
+
+@pytest.fixture
+def applier_store(tmp_path: Path) -> Iterator[StateStore]:
+    with StateStore.open(f"sqlite:///{tmp_path / 'state.db'}") as opened:
+        with opened.transaction() as tx:
+            tx.start_run(VENDOR, "manual", run_id="applier-run")
+            tx.put_managed_line(managed_line(11, 1, "org-1", SKU, 7, quantity=4))
+        yield opened
+
+
+def test_the_intent_is_committed_before_the_write_and_settled_with_its_record(
+    applier_store: StateStore,
+) -> None:
+    syncro = AcceptingSyncro(applier_store)
+    applier = Applier(cast(SyncroClient, syncro), applier_store, run_id="applier-run",
+                      vendor=VENDOR, products={})
+    assert applier.apply(QUANTITY).error is None
+    key = f"{VENDOR}:line_update:applier-run:line:11"
+    assert syncro.intents == [f"{key} pending"]
+    with applier_store.transaction() as tx:
+        settled = tx.get_intent(key)
+        audit = tx.list_audit(limit=10)
+    assert settled is not None
+    assert (settled.status, settled.result_id) == ("settled", 11)
+    assert [(e.run_id, e.action, e.reason) for e in audit] == [
+        ("applier-run", "line.quantity_set", QUANTITY.reason)]
+
+
+def test_a_level_write_syncro_refused_abandons_its_intent_at_once(
+    applier_store: StateStore,
+) -> None:
+    applier = Applier(cast(SyncroClient, RefusingSyncro()), applier_store,
+                      run_id="applier-run", vendor=VENDOR, products={})
+    assert applier.apply(QUANTITY).error == "line 11 not found"
+    with applier_store.transaction() as tx:
+        abandoned = tx.get_intent(f"{VENDOR}:line_update:applier-run:line:11")
+        assert tx.list_audit(limit=10) == []
+    assert abandoned is not None
+    assert abandoned.status == "abandoned"
