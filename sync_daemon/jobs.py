@@ -355,6 +355,8 @@ def _after_refresh(rows: Sequence[VendorCustomer], refresh: Refresh) -> list[Ven
 
 def _save_refresh(app: App, refresh: Refresh) -> None:
     with app.store.transaction() as tx:
+        if refresh.seen_at is not None:
+            tx.touch_vendor_customers(refresh.vendor, refresh.seen, refresh.seen_at)
         for row in refresh.upserts:
             tx.put_vendor_customer(row)
         for row in refresh.removals:

@@ -25,6 +25,8 @@ def refresh(app: App, vendor: str) -> tuple[Refresh, list[SourceCustomer]]:
     with app.store.transaction() as tx:
         changes = plan_refresh(vendor, tx.list_vendor_customers(vendor), snapshot.customers,
                                utc_now())
+        if changes.seen_at is not None:
+            tx.touch_vendor_customers(vendor, changes.seen, changes.seen_at)
         for row in changes.upserts:
             tx.put_vendor_customer(row)
         for row in changes.removals:

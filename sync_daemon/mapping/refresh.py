@@ -19,13 +19,20 @@ from sync_daemon.vendor import SourceCustomer
 
 @dataclass(frozen=True, slots=True)
 class Refresh:
-    """Rows to write and rows to remove; the lists name customers for the summary."""
+    """Rows to write and rows to remove; the lists name customers for the summary.
+
+    `seen` are the keys (vendor customer id, billing motion) of rows that only need their
+    `last_seen_at` set to `seen_at`: most rows, most passes, written in one statement.
+    """
 
     upserts: tuple[VendorCustomer, ...]
     removals: tuple[VendorCustomer, ...]
     appeared: tuple[str, ...]
     detached: tuple[str, ...]
     returned: tuple[str, ...]
+    seen: tuple[tuple[str, str], ...] = ()
+    seen_at: datetime | None = None
+    vendor: str = ""
 
 
 def plan_refresh(
@@ -36,6 +43,7 @@ def plan_refresh(
     upserts: list[VendorCustomer] = []
     appeared: list[str] = []
     returned: list[str] = []
+    unchanged: list[tuple[str, str]] = []
     seen_keys = set()
     for customer in seen:
         key = (customer.id, customer.billing_motion)
@@ -52,6 +60,9 @@ def plan_refresh(
         if status == "detached":
             status = "mapped" if row.psa_customer_id is not None else "not_mapped"
             returned.append(customer.name)
+        if status == row.status and customer.name == row.name:
+            unchanged.append(key)
+            continue
         upserts.append(dataclasses.replace(row, name=customer.name, status=status,
                                            last_seen_at=now))
     removals: list[VendorCustomer] = []
@@ -68,4 +79,4 @@ def plan_refresh(
         elif row.status == "not_mapped":
             removals.append(row)
     return Refresh(tuple(upserts), tuple(removals), tuple(appeared), tuple(detached),
-                   tuple(returned))
+                   tuple(returned), tuple(unchanged), now, vendor)

@@ -22,7 +22,17 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.util import CommandError
-from sqlalchemy import Engine, Table, create_engine, event, func, insert, select, update
+from sqlalchemy import (
+    Engine,
+    Table,
+    bindparam,
+    create_engine,
+    event,
+    func,
+    insert,
+    select,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL, Connection, make_url
 from sqlalchemy.exc import (
@@ -313,6 +323,20 @@ class StateTransaction:
     def put_vendor_customer(self, customer: VendorCustomer) -> VendorCustomer:
         """Insert or replace a vendor customer; returns it as stored."""
         return self._put(vendor_customers, customer)
+
+    def touch_vendor_customers(self, vendor: str, keys: Sequence[tuple[str, str]],
+                               seen_at: datetime) -> None:
+        """Set `last_seen_at` of the rows with these (vendor customer id, billing motion)
+        keys, in one statement: the vendor still reports them and nothing else changed."""
+        if not keys:
+            return
+        c = vendor_customers.c
+        self._connection.execute(
+            update(vendor_customers)
+            .where(c.vendor == vendor, c.vendor_customer_id == bindparam("key_id"),
+                   c.billing_motion == bindparam("key_motion"))
+            .values(last_seen_at=seen_at),
+            [{"key_id": key_id, "key_motion": motion} for key_id, motion in keys])
 
     def delete_vendor_customer(
         self, vendor: str, vendor_customer_id: str, billing_motion: str = ""

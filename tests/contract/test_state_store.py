@@ -263,6 +263,26 @@ def test_timestamps_come_back_aware_in_utc(store: StateStore) -> None:
     assert customer.last_seen_at.hour == 10
 
 
+def test_touching_vendor_customers_sets_only_last_seen_at(store: StateStore) -> None:
+    other = dataclasses.replace(CUSTOMER, vendor_customer_id="bolt.example", name="Bolt")
+    elsewhere = dataclasses.replace(CUSTOMER, vendor="cloudiq")
+    seen = datetime(2026, 3, 2, 6, 0, tzinfo=UTC)
+    with store.transaction() as tx:
+        for row in (CUSTOMER, other, elsewhere):
+            tx.put_vendor_customer(row)
+    with store.transaction() as tx:
+        before = tx.get_vendor_customer("proofpoint", "acme.example")
+        tx.touch_vendor_customers("proofpoint", [("acme.example", ""), ("missing", "")], seen)
+        tx.touch_vendor_customers("proofpoint", [], seen)
+    with store.transaction() as tx:
+        touched = tx.get_vendor_customer("proofpoint", "acme.example")
+        untouched = [tx.get_vendor_customer("proofpoint", "bolt.example"),
+                     tx.get_vendor_customer("cloudiq", "acme.example")]
+    assert before is not None
+    assert touched == dataclasses.replace(before, last_seen_at=seen)
+    assert all(row is not None and row.last_seen_at != seen for row in untouched)
+
+
 def test_naive_timestamps_are_refused(store: StateStore) -> None:
     naive = datetime(2026, 3, 1, 12, 30)  # noqa: DTZ001  the point of the test
     with pytest.raises(InvariantError, match="naive"), store.transaction() as tx:

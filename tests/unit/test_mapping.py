@@ -50,7 +50,8 @@ def test_a_new_vendor_customer_arrives_not_mapped() -> None:
         upserts=(VendorCustomer(vendor=VENDOR, vendor_customer_id="c1", name="Acme",
                                 status="not_mapped", first_seen_at=T1, last_seen_at=T1,
                                 updated_at=result.upserts[0].updated_at),),
-        removals=(), appeared=("Acme",), detached=(), returned=())
+        removals=(), appeared=("Acme",), detached=(), returned=(), seen=(), seen_at=T1,
+        vendor=VENDOR)
 
 
 @pytest.mark.parametrize("status", ["mapped", "not_mapped"])
@@ -86,7 +87,16 @@ def test_a_not_mapped_customer_gone_from_the_vendor_leaves_the_table() -> None:
 def test_a_detached_customer_still_gone_stays_as_it_is() -> None:
     row = vendor_customer("c1", status="detached")
 
-    assert refresh([row], []) == Refresh((), (), (), (), ())
+    assert refresh([row], []) == Refresh((), (), (), (), (), (), T1, VENDOR)
+
+
+def test_a_customer_seen_again_unchanged_is_only_marked_seen() -> None:
+    row = vendor_customer("c1", name="Acme")
+
+    result = refresh([row], [("c1", "Acme", "")])
+
+    assert (result.upserts, result.removals) == ((), ())
+    assert (result.seen, result.seen_at) == ((("c1", ""),), T1)
 
 
 @pytest.mark.parametrize(("psa_customer_id", "status"), [(500, "mapped"), (None, "not_mapped")])
@@ -110,7 +120,8 @@ def test_billing_motions_keep_rows_apart() -> None:
     result = refresh([csp, nce], [("c1", "Acme", "nce"), ("c1", "Acme", "azure")])
 
     by_motion = {r.billing_motion: r.status for r in result.upserts}
-    assert by_motion == {"nce": "not_mapped", "azure": "not_mapped"}
+    assert by_motion == {"azure": "not_mapped"}
+    assert result.seen == (("c1", "nce"),)
     assert result.removals == ()
     assert (result.appeared, result.detached) == (("Acme",), ())
 
@@ -136,8 +147,8 @@ def test_refresh_of_many_rows_at_once() -> None:
     result = refresh(rows, [("m", "M", ""), ("n", "N", ""), ("d", "D", ""), ("new", "New", "")])
 
     assert {r.vendor_customer_id: r.status for r in result.upserts} == {
-        "m": "mapped", "n": "not_mapped", "d": "mapped", "new": "not_mapped",
-        "gone-m": "detached"}
+        "d": "mapped", "new": "not_mapped", "gone-m": "detached"}
+    assert sorted(result.seen) == [("m", ""), ("n", "")]
     assert [r.vendor_customer_id for r in result.removals] == ["gone-n"]
     assert (result.appeared, result.detached, result.returned) == (("New",), ("GM",), ("D",))
 
