@@ -6,9 +6,11 @@ Under `approval = "required"` the pass stores its plan instead of applying it (s
 
 from __future__ import annotations
 
+import contextvars
 import time
 import uuid
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from decimal import Decimal
 
@@ -217,17 +219,28 @@ def _run(app: App, report: RunReport, *, force: bool, progress: Progress | None)
 
 def _read(app: App, report: RunReport) -> _Reads:
     vendor = report.vendor
-    snapshot = app.source(vendor).fetch()
-    charge_keys = [c.key for c in snapshot.charges]
     with app.store.transaction() as tx:
         rows = tx.list_vendor_customers(vendor)
         every_product = tx.list_managed_products()
         managed_lines = tx.list_managed_lines(vendor=vendor)
         all_line_ids = frozenset(line.syncro_line_id for line in tx.list_managed_lines())
-        intents = [i for i in (tx.get_intent(key) for key in charge_keys) if i is not None]
-        first_sync = bool(snapshot.statements) and not tx.has_applied_statements(vendor)
+        billed_before = tx.has_applied_statements(vendor)
+    # The vendor and Syncro are read side by side: neither needs the other (the refresh never
+    # gives a row a recurring invoice), and the vendor's time would otherwise come on top of
+    # Syncro's rate-limited reads.
+    source = app.source(vendor)
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="vendor-read") as pool:
+        fetching = pool.submit(contextvars.copy_context().run, source.fetch)
+        try:
+            products = app.syncro.list_products()
+            schedules = _read_schedules(app, rows, managed_lines)
+        finally:
+            snapshot = fetching.result()  # the vendor's trouble first: it is what failed first
+    with app.store.transaction() as tx:
+        intents = [i for i in (tx.get_intent(c.key) for c in snapshot.charges) if i is not None]
     report.refresh = plan_refresh(vendor, rows, snapshot.customers, utc_now())
     rows = _after_refresh(rows, report.refresh)
+    first_sync = bool(snapshot.statements) and not billed_before
     statements, baseline = split_baseline(snapshot.statements, first_sync=first_sync)
     return _Reads(
         snapshot=snapshot, rows=rows,
@@ -235,8 +248,7 @@ def _read(app: App, report: RunReport) -> _Reads:
         owned_elsewhere=frozenset(p.syncro_product_id for p in every_product
                                   if p.vendor != vendor),
         managed_lines=managed_lines, all_line_ids=all_line_ids,
-        products=app.syncro.list_products(),
-        schedules=_read_schedules(app, rows, managed_lines),
+        products=products, schedules=schedules,
         statements=statements, baseline=baseline,
         settled=frozenset(i.key for i in intents if i.status == "settled"),
         pending=frozenset(i.key for i in intents if i.status == "pending"),
