@@ -22,6 +22,7 @@ from sync_daemon.errors import PlanClosedError, UsageError
 from sync_daemon.jobs import Progress, RunReport, recorded_pass
 from sync_daemon.logs import get_logger
 from sync_daemon.plan import Change, Plan, SeatTotals, describe
+from sync_daemon.recovery import recover_level_writes
 from sync_daemon.state import PlannedChange, StoredPlan, utc_now
 
 log = get_logger()
@@ -57,6 +58,9 @@ def approve_plan(app: App, plan_run_id: str, *, only: Sequence[str] = (),
         def work() -> None:
             log.info("plan.approving", plan_run_id=plan_run_id, changes=len(chosen),
                      only=list(only) or None)
+            # A write an interrupted pass or approval left unrecorded is recorded first, so
+            # that the fingerprints below are compared with a state the daemon knows.
+            recover_level_writes(app.syncro, app.store, stored.vendor)
             _approve(app, report, stored, chosen, progress)
 
         recorded_pass(app, report, work, trigger="approval")
