@@ -40,6 +40,7 @@ class App:
                 cfg.base_url, cfg.api_token.get_secret_value(),
                 requests_per_minute=cfg.requests_per_minute, timeout=cfg.timeout_s,
                 max_attempts=self.max_attempts, limiter=self.syncro_limiter,
+                concurrency=cfg.concurrency,
             )
         return self._syncro
 

@@ -11,11 +11,13 @@ before a crash is still recorded (`sync_daemon.recovery`).
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Mapping
+import threading
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import TypeVar
 
+from sync_daemon.connectors.http import overlapped
 from sync_daemon.connectors.syncro import LineDraft, Product, ProductDraft, SyncroClient
 from sync_daemon.errors import AmbiguousWriteError, InvariantError, RejectedError
 from sync_daemon.logs import get_logger
@@ -68,6 +70,41 @@ class Applier:
         self.vendor = vendor
         self.products = dict(products)
         self.product_ids: dict[str, int] = {}
+
+    def apply_all(self, changes: Sequence[Change], outcomes: list[Applied], *,
+                  workers: int = 1, progress: Callable[[int, int], None] | None = None) -> None:
+        """Apply every change, appending the outcomes to `outcomes` in plan order.
+
+        Product changes go first, one at a time: lines need their ids. Then each recurring
+        invoice's changes go in plan order, up to `workers` invoices at once, so a write's
+        round trip does not leave the rate limit's budget unused; one invoice's changes never
+        overlap (a create tells its own line from others by the lines it knew before).
+        `progress` is told (done, total) after each change. Outcomes of the changes applied
+        before an error are appended too.
+        """
+        done: dict[int, Applied] = {}
+        lock = threading.Lock()
+
+        def run(batch: list[tuple[int, Change]]) -> None:
+            for index, change in batch:
+                outcome = self.apply(change)
+                with lock:
+                    done[index] = outcome
+                    if progress is not None:
+                        progress(len(done), len(changes))
+
+        products: list[tuple[int, Change]] = []
+        by_invoice: dict[int, list[tuple[int, Change]]] = {}
+        for index, change in enumerate(changes):
+            if isinstance(change, CreateProduct | AdoptProduct | UpdateProductPrice):
+                products.append((index, change))
+            else:
+                by_invoice.setdefault(change.schedule_id, []).append((index, change))
+        try:
+            run(products)
+            overlapped(run, list(by_invoice.values()), workers=workers)
+        finally:
+            outcomes.extend(done[index] for index in sorted(done))
 
     def apply(self, change: Change) -> Applied:
         """Apply one change; a refusal of this one request, or a create whose outcome stays

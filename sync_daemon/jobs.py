@@ -317,11 +317,8 @@ def _apply(app: App, report: RunReport, products: dict[int, Product],
         log.info("plan.superseded", plans=superseded)
     applier = Applier(app.syncro, app.store, run_id=report.run_id, vendor=report.vendor,
                       products=products)
-    total = len(report.plan.changes)
-    for done, change in enumerate(report.plan.changes, start=1):
-        report.applied.append(applier.apply(change))
-        if progress is not None:
-            progress(done, total)
+    applier.apply_all(report.plan.changes, report.applied, workers=app.syncro.concurrency,
+                      progress=progress)
     failed = any(a.error for a in report.applied) or any(
         n.level == "error" for n in report.plan.notices)
     report.status = "partial" if failed else "succeeded"

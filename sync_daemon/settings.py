@@ -70,6 +70,8 @@ class SyncroSettings(Section):
     # Syncro allows 180 requests per minute per IP (syncro-api.md §2).
     requests_per_minute: int = Field(default=180, gt=0, le=100_000)
     timeout_s: float = Field(default=30.0, gt=0, le=600)
+    # Requests in flight at once (recurring-invoice reads; writes to different invoices).
+    concurrency: int = Field(default=4, ge=1, le=16)
 
 
 CRON_FIELDS = 5

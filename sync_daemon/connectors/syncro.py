@@ -32,9 +32,9 @@ from sync_daemon.logs import get_logger
 log = get_logger()
 
 CENT = Decimal("0.01")
-# Reads in flight at once: enough to hide a request's latency behind the limiter's spacing
-# (Syncro answers in ~0.2-0.5 s; 180/min spaces requests 0.34 s apart), never above the limit.
-READ_CONCURRENCY = 4
+# Requests in flight at once by default: enough to hide a request's latency behind the
+# limiter's spacing (Syncro answers in ~0.2-0.5 s; 180/min spaces requests 0.34 s apart).
+CONCURRENCY = 4
 BAD_TOKEN = "Invalid or missing API token."  # noqa: S105  the message Syncro answers, not a secret
 
 
@@ -382,7 +382,7 @@ class SyncroClient:
     reading the remote before sending again, so a retry never duplicates a product or a line.
     """
 
-    def __init__(self, api: HttpApi, *, concurrency: int = READ_CONCURRENCY) -> None:
+    def __init__(self, api: HttpApi, *, concurrency: int = CONCURRENCY) -> None:
         self.api = api
         self.concurrency = concurrency
 
@@ -399,6 +399,7 @@ class SyncroClient:
         clock: Callable[[], float] = time.monotonic,
         max_attempts: int = 6,
         limiter: RateLimiter | None = None,
+        concurrency: int = CONCURRENCY,
     ) -> SyncroClient:
         """Build a client with a retry policy and its own rate limiter, unless it is given
         one to share with other clients (several passes at once stay under one limit)."""
@@ -409,7 +410,7 @@ class SyncroClient:
             timeout=timeout, transport=transport, auth_failure=_auth_failure,
             max_attempts=max_attempts, sleep=sleep,
         )
-        return cls(api)
+        return cls(api, concurrency=concurrency)
 
     def close(self) -> None:
         """Close the connection pool."""

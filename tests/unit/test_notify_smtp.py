@@ -134,6 +134,7 @@ class OfflineSyncro:
     """Syncro with no products and nothing to read; counts nothing."""
 
     api: OfflineApi = field(default_factory=OfflineApi)
+    concurrency: int = 1
 
     def list_products(self) -> list[Product]:
         return []
