@@ -332,10 +332,11 @@ def main() -> None:
     sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
     print(HEADER, flush=True)
     runs = [run for size in sizes for run in bench_size(size, args.rate)]
-    # Imported only now, so the planners timed are the ones on disk when the runs end.
-    from bench.planning import time_planning  # noqa: PLC0415
-
-    planning = time_planning(args.plan_customers)
+    # In a fresh interpreter: this one holds the sandboxes' data, which the garbage collector
+    # would walk while planning is timed.
+    planning = json.loads(subprocess.run(
+        [sys.executable, "-m", "bench.planning", str(args.plan_customers)],
+        check=True, capture_output=True, text=True).stdout)
     command = (f"python -m bench.msp_scale --sizes {','.join(map(str, sizes))} "
                f"--rate {args.rate} --plan-customers {args.plan_customers}")
     text = report(runs, planning, command)

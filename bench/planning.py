@@ -109,6 +109,7 @@ def _line(line_id: int, schedule_id: int, product_id: int, *, name: str, quantit
 
 
 if __name__ == "__main__":
+    import json
     import sys
 
-    print(time_planning(int(sys.argv[1]) if len(sys.argv) > 1 else 50_000))
+    print(json.dumps(time_planning(int(sys.argv[1]) if len(sys.argv) > 1 else 50_000)))

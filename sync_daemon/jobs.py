@@ -223,7 +223,7 @@ def _read(app: App, report: RunReport) -> _Reads:
         rows = tx.list_vendor_customers(vendor)
         every_product = tx.list_managed_products()
         managed_lines = tx.list_managed_lines(vendor=vendor)
-        all_line_ids = frozenset(line.syncro_line_id for line in tx.list_managed_lines())
+        all_line_ids = tx.managed_line_ids()
         billed_before = tx.has_applied_statements(vendor)
     # The vendor and Syncro are read side by side: neither needs the other (the refresh never
     # gives a row a recurring invoice), and the vendor's time would otherwise come on top of

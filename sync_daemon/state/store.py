@@ -386,6 +386,11 @@ class StateTransaction:
         filters = {"vendor": vendor, "schedule_id": schedule_id}
         return self._list(ManagedLine, managed_lines, filters, order)
 
+    def managed_line_ids(self) -> frozenset[int]:
+        """The Syncro ids of every managed line, of every vendor (no records built)."""
+        rows = self._connection.execute(select(managed_lines.c.syncro_line_id))
+        return frozenset(int(line_id) for (line_id,) in rows)
+
     def put_managed_line(self, line: ManagedLine) -> ManagedLine:
         """Insert or replace by Syncro line id; a second line for the same key is refused."""
         return self._put(managed_lines, line)

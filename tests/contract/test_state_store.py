@@ -283,6 +283,15 @@ def test_touching_vendor_customers_sets_only_last_seen_at(store: StateStore) -> 
     assert all(row is not None and row.last_seen_at != seen for row in untouched)
 
 
+def test_managed_line_ids_are_every_vendors(store: StateStore) -> None:
+    with store.transaction() as tx:
+        assert tx.managed_line_ids() == frozenset()
+        tx.put_managed_line(LINE)
+        tx.put_managed_line(dataclasses.replace(LINE, syncro_line_id=7, vendor="proofpoint",
+                                                sku="PPE-BUSINESS"))
+        assert tx.managed_line_ids() == {LINE.syncro_line_id, 7}
+
+
 def test_naive_timestamps_are_refused(store: StateStore) -> None:
     naive = datetime(2026, 3, 1, 12, 30)  # noqa: DTZ001  the point of the test
     with pytest.raises(InvariantError, match="naive"), store.transaction() as tx:
