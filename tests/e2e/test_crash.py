@@ -229,6 +229,15 @@ def pp_reference(chains: Mapping[str, Future[Any]]) -> Outcome:
     return built
 
 
+def assert_ends_as(chain: CrashChain, reference: Outcome) -> None:
+    """The chain's last run succeeded and left what a crash-free run leaves, nothing twice."""
+    assert chain.final_code == 0
+    assert chain.state == reference.state
+    assert chain.audit == reference.audit
+    assert chain.duplicates == []
+    assert chain.problems == []
+
+
 @pytest.mark.parametrize("when", ["after", "before"])
 def test_killed_at_every_write_the_restarted_sync_ends_as_a_run_without_crash(
     when: str, after: CrashChain, before: CrashChain, reference: Outcome,
@@ -236,11 +245,7 @@ def test_killed_at_every_write_the_restarted_sync_ends_as_a_run_without_crash(
     chain = after if when == "after" else before
     # The product, two recurring lines and two charges: a crash at each of them.
     assert chain.kills == 5, chain
-    assert chain.final_code == 0
-    assert chain.state == reference.state
-    assert chain.audit == reference.audit
-    assert chain.duplicates == []
-    assert chain.problems == []
+    assert_ends_as(chain, reference)
 
 
 @pytest.mark.parametrize("when", ["after", "before"])
@@ -250,11 +255,7 @@ def test_killed_at_every_level_write_the_audit_log_still_has_every_change_once(
     chain = pp_after if when == "after" else pp_before
     # The product price, Alder's line update, Birch's line create and its old line's delete.
     assert chain.kills == 4, chain
-    assert chain.final_code == 0
-    assert chain.state == pp_reference.state
-    assert chain.audit == pp_reference.audit
-    assert chain.duplicates == []
-    assert chain.problems == []
+    assert_ends_as(chain, pp_reference)
 
 
 def test_a_level_write_that_landed_before_the_crash_is_recorded_on_recovery(
@@ -272,8 +273,4 @@ def test_killed_while_writes_to_several_invoices_overlap_the_end_is_the_same(
     chain = pp_overlapped
     # Writes to other invoices may land in the run a kill ends, so fewer kills can do.
     assert 1 <= chain.kills <= 4, chain
-    assert chain.final_code == 0
-    assert chain.state == pp_reference.state
-    assert chain.audit == pp_reference.audit
-    assert chain.duplicates == []
-    assert chain.problems == []
+    assert_ends_as(chain, pp_reference)
