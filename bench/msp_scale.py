@@ -49,6 +49,7 @@ from sync_daemon.sandbox.cloudiq import CloudiqSandbox
 TITLE = "MSP scale (issue 7)"
 VENDORS = ("proofpoint", "cloudiq")  # the order `sync` runs them in (the config's order)
 WRITES = ("POST", "PUT", "PATCH", "DELETE")
+ROOT = Path(__file__).resolve().parents[1]  # where `python -m bench.rusage` resolves
 
 
 @dataclass(frozen=True)
@@ -150,16 +151,16 @@ class _Child:
 
 
 def _sync(config: Path, directory: Path) -> _Child:
-    """`sync-daemon --config CONFIG sync` as a child; its own rusage, not the bench's."""
-    out, err = directory / "sync.out", directory / "sync.err"
-    command = [sys.executable, "-m", "sync_daemon", "--config", str(config), "sync",
+    """`sync-daemon --config CONFIG sync`, RSS and CPU its own (see `bench.rusage`)."""
+    out, err, usage = directory / "sync.out", directory / "sync.err", directory / "rusage.json"
+    command = [sys.executable, "-m", "bench.rusage", str(usage), "--",
+               sys.executable, "-m", "sync_daemon", "--config", str(config), "sync",
                "--format", "json"]
     started = time.perf_counter()
     with out.open("wb") as stdout, err.open("wb") as stderr:
-        child = subprocess.Popen(command, stdout=stdout, stderr=stderr)
-        _, status, usage = os.wait4(child.pid, 0)
-        child.returncode = os.waitstatus_to_exitcode(status)
+        subprocess.run(command, stdout=stdout, stderr=stderr, cwd=ROOT, check=False)
     elapsed = time.perf_counter() - started
+    measured = json.loads(usage.read_text(encoding="utf-8"))
     pass_s, passes, started_at = 0.0, [], None
     for line in err.read_text(encoding="utf-8").splitlines():
         if '"sync.started"' in line:
@@ -168,10 +169,10 @@ def _sync(config: Path, directory: Path) -> _Child:
             event = json.loads(line)
             pass_s += float(event["duration_s"])
             passes.append((started_at, datetime.fromisoformat(event["timestamp"])))
-    if child.returncode != 0:
+    if measured["exit_code"] != 0:
         print(err.read_text(encoding="utf-8")[-3000:], file=sys.stderr)
-    return _Child(child.returncode, elapsed, usage.ru_maxrss / 1024,
-                  usage.ru_utime + usage.ru_stime, pass_s, passes)
+    return _Child(measured["exit_code"], elapsed, measured["rss_mb"], measured["cpu_s"],
+                  pass_s, passes)
 
 
 @contextmanager
@@ -260,7 +261,9 @@ then write every managed line whether it changed or not (plus the same product p
 creates). **Rate-limit floor s** = requests made x 60 / limit. **Pass wall s**: the passes'
 own `duration_s` (no interpreter start-up; that is in *process wall s*). **Syncro busy s**:
 first to last Syncro request of each pass, summed: the time the limiter's budget was in
-play. RSS and CPU are the child's own (`os.wait4`)."""
+play. RSS and CPU are the child's own (`os.wait4` in a small launcher, `bench.rusage`:
+straight from the benchmark, Linux would count the benchmark's own memory in the child's
+peak)."""
 
 
 def _targets(runs: list[Run], planning: dict[str, Any]) -> list[str]:
