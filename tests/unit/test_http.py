@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -18,6 +19,7 @@ from sync_daemon.connectors.http import (
     messages_from_body,
     paginate,
     retry_after_seconds,
+    tls_context,
 )
 from sync_daemon.errors import (
     AmbiguousWriteError,
@@ -277,3 +279,19 @@ def test_rate_limiter_spaces_requests_and_holds_after_throttling() -> None:
     limiter.hold(10)
     limiter.acquire()
     assert waits[-1] == pytest.approx(10.0)
+
+
+def test_every_client_verifies_tls_with_one_shared_context() -> None:
+    # Shared so that each pass does not reload the CA bundle; it must still verify.
+    first = HttpApi(name="a", base_url="https://a.example")
+    second = HttpApi(name="b", base_url="https://b.example")
+    try:
+        contexts = {id(api._client._transport._pool._ssl_context)  # type: ignore[attr-defined]
+                    for api in (first, second)}
+        context = tls_context()
+        assert contexts == {id(context)}
+        assert context.verify_mode == ssl.CERT_REQUIRED
+        assert context.check_hostname
+    finally:
+        first.close()
+        second.close()
