@@ -7,8 +7,9 @@ quantity edited by hand is set back; a price edited by hand is kept and reported
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 
 from sync_daemon.connectors.syncro import Schedule, ScheduleLine
@@ -29,6 +30,7 @@ from sync_daemon.state import ManagedLine, VendorCustomer
 from sync_daemon.vendor import Usage
 
 CustomerKey = tuple[str, str]
+ZERO = Decimal(0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +54,12 @@ class LineInputs:
     managed_lines: Sequence[ManagedLine]
     all_managed_line_ids: frozenset[int]
     schedules: Mapping[int, Schedule | None]
+    lines: Mapping[tuple[int, int], ScheduleLine] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        # Every line by (schedule id, line id), built once: planning looks lines up, never
+        # scans a recurring invoice for one.
+        object.__setattr__(self, "lines", _lines_by_id(self.schedules))
 
 
 def billed_quantity(usage: Usage, mapping: VendorCustomer) -> int:
@@ -96,41 +104,47 @@ def plan_lines(inputs: LineInputs) -> tuple[list[LineChange], list[Notice], Seat
 
 def seat_totals(inputs: LineInputs, changes: Sequence[LineChange]) -> SeatTotals:
     """Seats on managed lines before and after `changes`, and customers taken to zero."""
-    # "Before" is what the daemon last billed, not a hand edit it is about to set back:
-    # correcting a typed 99 back to 9 is not a 90 % drop.
-    before: dict[object, tuple[str, Decimal]] = {}
-    lines = _lines_by_id(inputs.schedules)
-    for record in inputs.managed_lines:
-        line = lines.get((record.schedule_id, record.syncro_line_id))
-        if line is not None:
-            before[line.id] = (_customer_id(record.vendor_customer_id, record.billing_motion),
-                               record.last_quantity)
-    after = dict(before)
-    labels: dict[str, str] = {}
+    # After the changes only the lines they touch differ, so the totals after are the totals
+    # before moved by those lines alone.
+    touched: dict[object, tuple[CustomerKey, Decimal] | None] = {}
+    labels: dict[CustomerKey, str] = {}
     for change in changes:
-        customer = _customer_id(change.customer.vendor_customer_id, change.customer.billing_motion)
+        customer = (change.customer.vendor_customer_id, change.customer.billing_motion)
         labels[customer] = change.customer.label
         match change:
             case UpdateLine(line_id=line_id, quantity_after=int() as quantity):
-                after[line_id] = (customer, Decimal(quantity))
+                touched[line_id] = (customer, Decimal(quantity))
             case UpdateLine(line_id=line_id, quantity_before=quantity):
                 # A price update confirms the quantity the line holds (apply records it too).
-                after[line_id] = (customer, quantity)
+                touched[line_id] = (customer, quantity)
             case DeleteLine(line_id=line_id):
-                after.pop(line_id, None)
+                touched[line_id] = None
             case AdoptLine(line_id=line_id, quantity=quantity):
-                after[line_id] = (customer, quantity)
+                touched[line_id] = (customer, quantity)
             case CreateLine(quantity=quantity, schedule_id=schedule_id, sku=sku):
-                after[("new", schedule_id, customer, sku)] = (customer, Decimal(quantity))
-    totals_before, totals_after = _per_customer(before), _per_customer(after)
-    zeroed = sorted(labels.get(c, c) for c, total in totals_before.items()
+                touched[("new", schedule_id, customer, sku)] = (customer, Decimal(quantity))
+    # "Before" is what the daemon last billed, not a hand edit it is about to set back:
+    # correcting a typed 99 back to 9 is not a 90 % drop.
+    totals_before: dict[CustomerKey, Decimal] = {}
+    touched_before: dict[object, tuple[CustomerKey, Decimal]] = {}
+    lines = inputs.lines
+    for record in inputs.managed_lines:
+        if (record.schedule_id, record.syncro_line_id) not in lines:
+            continue
+        customer = (record.vendor_customer_id, record.billing_motion)
+        totals_before[customer] = totals_before.get(customer, ZERO) + record.last_quantity
+        if record.syncro_line_id in touched:
+            touched_before[record.syncro_line_id] = (customer, record.last_quantity)
+    totals_after = dict(totals_before)
+    for key, now in touched.items():
+        if (was := touched_before.get(key)) is not None:
+            totals_after[was[0]] -= was[1]
+        if now is not None:
+            totals_after[now[0]] = totals_after.get(now[0], ZERO) + now[1]
+    zeroed = sorted(labels.get(c) or "|".join(c) for c, total in totals_before.items()
                     if total > 0 and totals_after.get(c, 0) == 0)
     return SeatTotals(before=int(sum(totals_before.values())),
                       after=int(sum(totals_after.values())), zeroed_customers=tuple(zeroed))
-
-
-def _customer_id(vendor_customer_id: str, billing_motion: str) -> str:
-    return f"{vendor_customer_id}|{billing_motion}"
 
 
 class _CustomerPlanner:
@@ -149,34 +163,40 @@ class _CustomerPlanner:
         schedule = self.inputs.schedules.get(schedule_id) if schedule_id is not None else None
         if schedule is None:
             return [], [self._schedule_missing(schedule_id)]
-        changes: list[LineChange] = []
-        if any(record.schedule_id != schedule.id for record in self.managed):
-            changes += self._leave_other_schedules(schedule.id)
+        present, gone, elsewhere = self._current(schedule)
+        changes: list[LineChange] = (list(self._leave_other_schedules(schedule.id)) if elsewhere
+                                     else [])
         notices: list[Notice] = []
-        desired = {u.sku: billed_quantity(u, self.mapping) for u in usages}
-        notices += [Notice("warning", "not_billed",
-                           f"{u.sku}: {u.note or 'not billable'}; billed 0",
-                           customer=self.ref.label) for u in usages if not u.billable]
-        present, gone = self._current(schedule)
+        desired: dict[str, int] = {}
+        for u in usages:
+            desired[u.sku] = billed_quantity(u, self.mapping)
+            if not u.billable:
+                notices.append(Notice("warning", "not_billed",
+                                      f"{u.sku}: {u.note or 'not billable'}; billed 0",
+                                      customer=self.ref.label))
+        products = self.inputs.products
         for sku in sorted(desired):
-            target = self.inputs.products.get(sku)
+            target = products.get(sku)
             if target is None:
                 notices.append(Notice("error", "missing_price", f"{sku}: no product to bill",
                                       customer=self.ref.label))
                 continue
-            if sku in present and present[sku][1].product_id != target.product_id:
+            found = present.get(sku)
+            if found is None:
+                changes += self._add(schedule, sku, desired[sku], target, gone.get(sku))
+            elif found[1].product_id != target.product_id:
                 # The product was recreated (deleted in Syncro): move the line to the new one.
                 record, line = present.pop(sku)
                 changes.append(DeleteLine(self.ref, record.schedule_id, line.id, sku,
                                           line.quantity, "its product was recreated"))
                 changes += self._add(schedule, sku, desired[sku], target, None)
-            elif sku in present:
-                record, line = present[sku]
-                found, more = self._update(record, line, desired[sku], target)
-                changes += found
+            elif (found[1].quantity != desired[sku] or found[1].retail != target.retail
+                  or found[1].cost != target.cost):  # else, the usual case: nothing to do
+                more_changes, more = self._update(found[0], found[1], desired[sku], target)
+                changes += more_changes
                 notices += more
-            else:
-                changes += self._add(schedule, sku, desired[sku], target, gone.get(sku))
+        if present.keys() <= desired.keys():
+            return changes, notices
         for sku, (record, line) in sorted(present.items()):
             if sku not in desired:
                 reason = (f"package changed to {', '.join(sorted(desired))}" if desired
@@ -199,36 +219,39 @@ class _CustomerPlanner:
     def zero_all(self, reason: str) -> list[LineChange]:
         changes: list[LineChange] = []
         for record in self.managed:
-            line = _line(self.inputs.schedules, record.schedule_id, record.syncro_line_id)
+            line = self.inputs.lines.get((record.schedule_id, record.syncro_line_id))
             if line is not None and line.quantity != 0:
                 changes.append(UpdateLine(self.ref, record.schedule_id, line.id, record.sku,
                                           reason, quantity_before=line.quantity,
                                           quantity_after=0))
         return changes
 
-    def _current(
-        self, schedule: Schedule
-    ) -> tuple[dict[str, tuple[ManagedLine, ScheduleLine]], dict[str, ManagedLine]]:
-        """Managed lines on the mapped schedule: still there, or deleted in Syncro."""
-        lines = {line.id: line for line in schedule.lines}
+    def _current(self, schedule: Schedule) -> tuple[
+        dict[str, tuple[ManagedLine, ScheduleLine]], dict[str, ManagedLine], bool,
+    ]:
+        """Managed lines on the mapped schedule (still there, or deleted in Syncro), and whether
+        any is on another schedule."""
         present: dict[str, tuple[ManagedLine, ScheduleLine]] = {}
         gone: dict[str, ManagedLine] = {}
+        elsewhere = False
+        lines = self.inputs.lines
         for record in self.managed:
             if record.schedule_id != schedule.id:
+                elsewhere = True
                 continue
-            line = lines.get(record.syncro_line_id)
+            line = lines.get((schedule.id, record.syncro_line_id))
             if line is None:
                 gone[record.sku] = record
             else:
                 present[record.sku] = (record, line)
-        return present, gone
+        return present, gone, elsewhere
 
     def _leave_other_schedules(self, schedule_id: int) -> Iterator[LineChange]:
         """The customer was mapped to another recurring invoice: remove its old lines."""
         for record in self.managed:
             if record.schedule_id == schedule_id:
                 continue
-            line = _line(self.inputs.schedules, record.schedule_id, record.syncro_line_id)
+            line = self.inputs.lines.get((record.schedule_id, record.syncro_line_id))
             if line is not None:
                 yield DeleteLine(self.ref, record.schedule_id, line.id, record.sku, line.quantity,
                                  f"the customer is now billed on recurring invoice {schedule_id}")
@@ -315,17 +338,17 @@ def _check_owned_lines(inputs: LineInputs) -> None:
     Raises:
         InvariantError: naming the line, its recurring invoice, the customer and the field.
     """
-    names = {(m.vendor_customer_id, m.billing_motion): m.name for m in inputs.mappings}
-    lines = _lines_by_id(inputs.schedules)
     for record in inputs.managed_lines:
-        line = lines.get((record.schedule_id, record.syncro_line_id))
-        if line is None:
+        line = inputs.lines.get((record.schedule_id, record.syncro_line_id))
+        if line is None or (line.product_id is not None and not line.nulls):
             continue
         nulls = sorted({*line.nulls, *(("product_id",) if line.product_id is None else ())}
                        & {"product_id", "quantity"})
         if nulls:
-            who = names.get((record.vendor_customer_id, record.billing_motion),
-                            record.vendor_customer_id)
+            who = next((m.name for m in inputs.mappings
+                        if (m.vendor_customer_id, m.billing_motion)
+                        == (record.vendor_customer_id, record.billing_motion)),
+                       record.vendor_customer_id)
             raise InvariantError(
                 f"syncro: line {line.id} of recurring invoice {record.schedule_id} (the "
                 f"daemon's {record.sku} line for {who}) has a null {' and '.join(nulls)}; "
@@ -334,25 +357,17 @@ def _check_owned_lines(inputs: LineInputs) -> None:
 
 
 def _usages_by_customer(usages: Sequence[Usage]) -> dict[CustomerKey, list[Usage]]:
-    grouped: dict[CustomerKey, list[Usage]] = {}
+    grouped: defaultdict[CustomerKey, list[Usage]] = defaultdict(list)
     for usage in usages:
-        grouped.setdefault((usage.customer_id, usage.billing_motion), []).append(usage)
+        grouped[usage.customer_id, usage.billing_motion].append(usage)
     return grouped
 
 
 def _managed_by_customer(lines: Sequence[ManagedLine]) -> dict[CustomerKey, list[ManagedLine]]:
-    grouped: dict[CustomerKey, list[ManagedLine]] = {}
+    grouped: defaultdict[CustomerKey, list[ManagedLine]] = defaultdict(list)
     for line in lines:
-        grouped.setdefault((line.vendor_customer_id, line.billing_motion), []).append(line)
+        grouped[line.vendor_customer_id, line.billing_motion].append(line)
     return grouped
-
-
-def _line(schedules: Mapping[int, Schedule | None], schedule_id: int,
-          line_id: int) -> ScheduleLine | None:
-    schedule = schedules.get(schedule_id)
-    if schedule is None:
-        return None
-    return next((line for line in schedule.lines if line.id == line_id), None)
 
 
 def _lines_by_id(
@@ -361,10 +376,3 @@ def _lines_by_id(
     """Every line by (schedule id, line id): one lookup each instead of a scan each."""
     return {(schedule_id, line.id): line for schedule_id, schedule in schedules.items()
             if schedule is not None for line in schedule.lines}
-
-
-def _per_customer(lines: Mapping[object, tuple[str, Decimal]]) -> dict[str, Decimal]:
-    totals: dict[str, Decimal] = {}
-    for customer, quantity in lines.values():
-        totals[customer] = totals.get(customer, Decimal(0)) + quantity
-    return totals
