@@ -289,8 +289,9 @@ def _targets(runs: list[Run], planning: dict[str, Any]) -> list[str]:
         (f"- 0 responses with status 429: {sum(r.throttled for r in runs)}: "
          f"{mark(all(r.throttled == 0 for r in runs))}."),
         f"- Peak RSS under 250 MB at {biggest:,} customers: {rss:.0f} MB: {mark(rss < 250)}.",
-        (f"- Planning {planning['customers']:,} customers under 2 s CPU: "
-         f"{planning['cpu_s']:.2f} s: {mark(planning['cpu_s'] < 2)}."),
+        (f"- Planning {planning['customers']:,} customers under 2 s CPU: median "
+         f"{planning['cpu_s']:.2f} s, slowest {planning['cpu_s_max']:.2f} s: "
+         f"{mark(planning['cpu_s'] < 2)}."),
         f"- Linear cost (first sync, per customer): {growth}.",
     ]
 
@@ -310,8 +311,11 @@ def report(runs: list[Run], planning: dict[str, Any], command: str) -> str:
         "",
         (f"Planning {planning['customers']:,} customers in-process (refresh, products, lines; "
          f"{planning['lines']:,} lines on {planning['customers']:,} recurring invoices, "
-         f"{planning['skus']} SKUs): {planning['cpu_s']:.2f} s CPU "
-         f"({planning['changes']:,} changes planned)."),
+         f"{planning['skus']} SKUs): {planning['cpu_s']:.2f} s CPU, the median of "
+         f"{planning['repeat']} runs on the same inputs ({planning['cpu_s_min']:.2f} to "
+         f"{planning['cpu_s_max']:.2f} s; {planning['changes']:,} changes planned). For "
+         f"scale, this machine ran ten million additions of a pure-Python loop in "
+         f"{planning['reference_s']:.2f} s CPU just after."),
         "",
         "Targets:",
         "",
