@@ -17,6 +17,7 @@ from decimal import Decimal
 from sync_daemon.app import App
 from sync_daemon.apply import Applied, Applier
 from sync_daemon.approval.pending import SyncroView, hold_plan, supersede
+from sync_daemon.connectors.http import prepare_tls_context
 from sync_daemon.connectors.syncro import Product, Schedule
 from sync_daemon.errors import SyncError
 from sync_daemon.invoices.charges import ChargeInputs, plan_charges
@@ -111,6 +112,7 @@ def run_vendor(app: App, vendor: str, *, dry_run: bool = False, force: bool = Fa
         LockedError: another pass of the vendor is running; nothing was done or recorded.
     """
     report = RunReport(run_id=run_id or uuid.uuid4().hex, vendor=vendor, dry_run=dry_run)
+    prepare_tls_context()  # while the state store opens and the run is recorded
 
     def work() -> None:
         _run(app, report, force=force, progress=progress)

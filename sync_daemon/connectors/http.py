@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextvars
 import email.utils
-import functools
 import json
 import math
 import ssl
@@ -147,12 +146,24 @@ def overlapped(call: Callable[[_T], _R], items: Iterable[_T], *, workers: int) -
             raise
 
 
-@functools.cache
+_tls_lock = threading.Lock()
+_tls: list[ssl.SSLContext] = []  # built once per process, by whoever asks first
+
+
 def tls_context() -> ssl.SSLContext:
     """httpx's default verifying context (certifi, or `SSL_CERT_FILE`/`SSL_CERT_DIR`), built
     once per process: loading the CA bundle takes ~50 ms, and every pass builds a client per
     API (the service builds them afresh for each pass)."""
-    return httpx.create_ssl_context()
+    with _tls_lock:
+        if not _tls:
+            _tls.append(httpx.create_ssl_context())
+        return _tls[0]
+
+
+def prepare_tls_context() -> None:
+    """Start building the TLS context in the background, so that it is ready by the time the
+    first client needs it (OpenSSL reads the CA bundle without holding the GIL)."""
+    threading.Thread(target=tls_context, name="tls-context", daemon=True).start()
 
 
 def decode_json(response: httpx.Response) -> Any:
