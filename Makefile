@@ -34,7 +34,7 @@ test: $(STAMP) lint ## Lint, then every test, SQLite and PostgreSQL (installs Po
 unit: $(STAMP) ## Only the fast unit tests
 	$(BIN)/pytest tests/unit
 
-bench: $(STAMP) ## Benchmarks (not part of make test; ~15 min); results go to bench/RESULTS.md
+bench: $(STAMP) ## Benchmarks (not part of make test; ~35 min); results go to bench/RESULTS.md
 	$(BIN)/python -m bench.syncro_rate
 	$(BIN)/python -m bench.msp_scale $(BENCH_ARGS)
 
