@@ -83,9 +83,7 @@ def plan_lines(inputs: LineInputs) -> tuple[list[LineChange], list[Notice], Seat
         key = (mapping.vendor_customer_id, mapping.billing_motion)
         if key in inputs.skipped:
             continue
-        ref = CustomerRef(mapping.vendor_customer_id, mapping.name,
-                          mapping.psa_customer_name or "", mapping.billing_motion)
-        planner = _CustomerPlanner(inputs, mapping, ref, managed.get(key, []), claimed)
+        planner = _CustomerPlanner(inputs, mapping, managed.get(key, []), claimed)
         if mapping.status == "not_mapped":
             notices.append(Notice("warning", "unmapped", "not mapped: nothing billed",
                                   customer=mapping.name))
@@ -94,7 +92,7 @@ def plan_lines(inputs: LineInputs) -> tuple[list[LineChange], list[Notice], Seat
             changes += planner.zero_all("the customer is gone from the vendor (detached)")
             notices.append(Notice("warning", "detached",
                                   "gone from the vendor: its lines are set to 0",
-                                  customer=ref.label))
+                                  customer=planner.ref.label))
             continue
         found, more = planner.plan(usages.get(key, []))
         changes += found
@@ -150,13 +148,25 @@ def seat_totals(inputs: LineInputs, changes: Sequence[LineChange]) -> SeatTotals
 class _CustomerPlanner:
     """Plans one mapped customer's lines (kept as a class only to share its inputs)."""
 
-    def __init__(self, inputs: LineInputs, mapping: VendorCustomer, ref: CustomerRef,
+    __slots__ = ("_ref", "claimed", "inputs", "managed", "mapping")
+
+    def __init__(self, inputs: LineInputs, mapping: VendorCustomer,
                  managed: Sequence[ManagedLine], claimed: set[int]) -> None:
         self.inputs = inputs
         self.mapping = mapping
-        self.ref = ref
         self.managed = managed
         self.claimed = claimed
+        self._ref: CustomerRef | None = None
+
+    @property
+    def ref(self) -> CustomerRef:
+        """The customer as changes and notices name it; built only for those (most customers
+        of a pass need neither)."""
+        if self._ref is None:
+            m = self.mapping
+            self._ref = CustomerRef(m.vendor_customer_id, m.name, m.psa_customer_name or "",
+                                    m.billing_motion)
+        return self._ref
 
     def plan(self, usages: Sequence[Usage]) -> tuple[list[LineChange], list[Notice]]:
         schedule_id = self.mapping.schedule_id
