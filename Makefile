@@ -37,6 +37,7 @@ unit: $(STAMP) ## Only the fast unit tests
 bench: $(STAMP) ## Benchmarks (not part of make test; ~35 min); results go to bench/RESULTS.md
 	$(BIN)/python -m bench.syncro_rate
 	$(BIN)/python -m bench.msp_scale $(BENCH_ARGS)
+	$(BIN)/python -m bench.planning
 
 clean: ## Remove the virtualenv, caches and demo files
 	rm -rf $(VENV) .demo .pytest_cache .mypy_cache .ruff_cache *.egg-info

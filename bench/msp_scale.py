@@ -7,7 +7,9 @@ child process three times: first sync, no-change re-sync, re-sync after 10 % of 
 changed. Requests and 429s come from the Syncro sandbox's request log; RSS and CPU from the
 child's rusage. The floor and the naive script's requests are computed from the generated data.
 
-    python -m bench.msp_scale [--sizes 100,1000,5000] [--rate 1500] [--plan-customers 50000]
+    python -m bench.msp_scale [--sizes 100,1000,5000] [--rate 1500]
+
+Planning alone (50,000 customers under 2 s of CPU) is `bench.planning`, a section of its own.
 
 The rate is scaled up from Syncro's 180/min so that the benchmark ends in half an hour, but
 not so far that the sandboxes' own CPU (in this process, on the same cores as the daemon)
@@ -31,7 +33,6 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 from bench.results import save_section
 from bench.world import (
@@ -271,7 +272,7 @@ straight from the benchmark, Linux would count the benchmark's own memory in the
 peak)."""
 
 
-def _targets(runs: list[Run], planning: dict[str, Any]) -> list[str]:
+def _targets(runs: list[Run]) -> list[str]:
     """Each target of issue 7 with the measured value and whether it was met."""
     def mark(ok: bool) -> str:
         return "met" if ok else "**missed**"
@@ -294,14 +295,11 @@ def _targets(runs: list[Run], planning: dict[str, Any]) -> list[str]:
         (f"- 0 responses with status 429: {sum(r.throttled for r in runs)}: "
          f"{mark(all(r.throttled == 0 for r in runs))}."),
         f"- Peak RSS under 250 MB at {biggest:,} customers: {rss:.0f} MB: {mark(rss < 250)}.",
-        (f"- Planning {planning['customers']:,} customers under 2 s CPU: median "
-         f"{planning['cpu_s']:.2f} s, slowest {planning['cpu_s_max']:.2f} s: "
-         f"{mark(planning['cpu_s'] < 2)}."),
         f"- Linear cost (first sync, per customer): {growth}.",
     ]
 
 
-def report(runs: list[Run], planning: dict[str, Any], command: str) -> str:
+def report(runs: list[Run], command: str) -> str:
     """The results as Markdown, with the machine and the date."""
     machine = (f"{platform.machine()}, {os.cpu_count()} cores, "
                f"Python {platform.python_version()}, {platform.system()}")
@@ -314,17 +312,9 @@ def report(runs: list[Run], planning: dict[str, Any], command: str) -> str:
         HEADER,
         *(_row(r) for r in runs),
         "",
-        (f"Planning {planning['customers']:,} customers in-process (refresh, products, lines; "
-         f"{planning['lines']:,} lines on {planning['customers']:,} recurring invoices, "
-         f"{planning['skus']} SKUs): {planning['cpu_s']:.2f} s CPU, the median of "
-         f"{planning['repeat']} runs on the same inputs ({planning['cpu_s_min']:.2f} to "
-         f"{planning['cpu_s_max']:.2f} s; {planning['changes']:,} changes planned). For "
-         f"scale, this machine ran ten million additions of a pure-Python loop in "
-         f"{planning['reference_s']:.2f} s CPU just after."),
-        "",
         "Targets:",
         "",
-        *_targets(runs, planning),
+        *_targets(runs),
         "",
         NOTES,
         "",
@@ -338,20 +328,13 @@ def main() -> None:
                         help="comma-separated numbers of mapped customers")
     parser.add_argument("--rate", type=int, default=1500,
                         help="Syncro requests per minute, sandbox and daemon alike")
-    parser.add_argument("--plan-customers", type=int, default=50_000)
     parser.add_argument("--no-save", action="store_true", help="print only")
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
     print(HEADER, flush=True)
     runs = [run for size in sizes for run in bench_size(size, args.rate)]
-    # In a fresh interpreter: this one holds the sandboxes' data, which the garbage collector
-    # would walk while planning is timed.
-    planning = json.loads(subprocess.run(
-        [sys.executable, "-m", "bench.planning", str(args.plan_customers)],
-        check=True, capture_output=True, text=True).stdout)
-    command = (f"python -m bench.msp_scale --sizes {','.join(map(str, sizes))} "
-               f"--rate {args.rate} --plan-customers {args.plan_customers}")
-    text = report(runs, planning, command)
+    command = f"python -m bench.msp_scale --sizes {','.join(map(str, sizes))} --rate {args.rate}"
+    text = report(runs, command)
     print(text)
     if not args.no_save:
         save_section(TITLE, text)

@@ -8,6 +8,9 @@ reads) and one-time charge planning, as `jobs._plan` calls them.
 
 from __future__ import annotations
 
+import argparse
+import os
+import platform
 import random
 import statistics
 import time
@@ -16,6 +19,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
+from bench.results import save_section
 from sync_daemon.connectors.syncro import Product, Schedule, ScheduleLine
 from sync_daemon.invoices.charges import ChargeInputs, plan_charges
 from sync_daemon.invoices.plan import LineInputs, plan_lines
@@ -159,8 +163,46 @@ def _line(line_id: int, schedule_id: int, product_id: int, *, name: str, quantit
                         taxable=product_id != 1, one_time_charge=False, position=position)
 
 
-if __name__ == "__main__":
-    import json
-    import sys
+TITLE = "Planning (issue 7)"
 
-    print(json.dumps(time_planning(int(sys.argv[1]) if len(sys.argv) > 1 else 50_000)))
+
+def report(result: dict[str, Any], command: str) -> str:
+    """The result as Markdown, with the machine and the date."""
+    machine = (f"{platform.machine()}, {os.cpu_count()} cores, "
+               f"Python {platform.python_version()}, {platform.system()}")
+    met = "met" if result["cpu_s"] < 2 else "**missed**"
+    return "\n".join([
+        f"## {TITLE}",
+        "",
+        f"Run `{command}` on {datetime.now(UTC):%Y-%m-%d} ({machine}).",
+        "",
+        (f"The pure plan step of one pass (mapping refresh, products, recurring lines with the "
+         f"seat totals, one-time charges) on {result['customers']:,} customers: "
+         f"{result['lines']:,} lines on {result['customers']:,} recurring invoices, "
+         f"{result['skus']} SKUs, 10 % of the counts changed ({result['changes']:,} changes "
+         f"planned). CPU seconds, the median of {result['repeat']} runs on the same inputs: "
+         f"**{result['cpu_s']:.2f} s** ({result['cpu_s_min']:.2f} to "
+         f"{result['cpu_s_max']:.2f} s). For scale, this machine ran ten million additions of "
+         f"a pure-Python loop in {result['reference_s']:.2f} s CPU just after."),
+        "",
+        f"Target: under 2 s of CPU for {result['customers']:,} customers: {met}.",
+        "",
+    ])
+
+
+def main() -> None:
+    """Time planning, print the result and save it as its own section."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("customers", nargs="?", type=int, default=50_000)
+    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--no-save", action="store_true", help="print only")
+    args = parser.parse_args()
+    result = time_planning(args.customers, repeat=args.repeat)
+    text = report(result, f"python -m bench.planning {args.customers} --repeat {args.repeat}")
+    print(text)
+    if not args.no_save:
+        save_section(TITLE, text)
+
+
+if __name__ == "__main__":
+    main()

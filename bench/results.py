@@ -7,13 +7,15 @@ from pathlib import Path
 RESULTS = Path(__file__).with_name("RESULTS.md")
 HEAD = """# Benchmarks
 
-Not part of `make test`. `make bench` runs both (`make bench BENCH_ARGS="--sizes 100"` for a
-quick MSP-scale run); each rewrites only its own section below.
+Not part of `make test`. `make bench` runs all three (`make bench BENCH_ARGS="--sizes 100"`
+for a quick MSP-scale run); each rewrites only its own section below.
 
 - `python -m bench.syncro_rate [--requests N] [--rate R] [--workers W]`: does the Syncro client
   sustain its configured rate without ever drawing a 429?
-- `python -m bench.msp_scale [--sizes 100,1000,5000] [--rate R] [--plan-customers N]`: issue 7,
-  what a sync pass costs at MSP scale next to the least it could cost.
+- `python -m bench.msp_scale [--sizes 100,1000,5000] [--rate R]`: issue 7, what a sync pass
+  costs at MSP scale next to the least it could cost.
+- `python -m bench.planning [CUSTOMERS] [--repeat N]`: issue 7, the pure plan step alone on
+  50,000 customers.
 """
 
 

@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from bench.planning import time_planning
+from bench.planning import report, time_planning
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -46,3 +46,11 @@ def test_the_peak_rss_is_the_childs_own_not_the_callers(tmp_path: Path) -> None:
     assert code == 0
     assert 0 < measured["rss_mb"] < 200
     del ballast
+
+
+def test_the_planning_section_says_whether_the_median_met_the_target() -> None:
+    result = {"customers": 50_000, "lines": 250_000, "skus": 200, "changes": 9, "repeat": 5,
+              "cpu_s": 1.9, "cpu_s_min": 1.5, "cpu_s_max": 2.3, "reference_s": 0.7}
+
+    assert "under 2 s of CPU for 50,000 customers: met." in report(result, "cmd")
+    assert "**missed**" in report({**result, "cpu_s": 2.0}, "cmd")
