@@ -163,7 +163,8 @@ def tls_context() -> ssl.SSLContext:
 def prepare_tls_context() -> None:
     """Start building the TLS context in the background, so that it is ready by the time the
     first client needs it (OpenSSL reads the CA bundle without holding the GIL)."""
-    threading.Thread(target=tls_context, name="tls-context", daemon=True).start()
+    if not _tls:
+        threading.Thread(target=tls_context, name="tls-context", daemon=True).start()
 
 
 def decode_json(response: httpx.Response) -> Any:

@@ -200,9 +200,8 @@ class _CustomerPlanner:
                 changes.append(DeleteLine(self.ref, record.schedule_id, line.id, sku,
                                           line.quantity, "its product was recreated"))
                 changes += self._add(schedule, sku, desired[sku], target, None)
-            elif (found[1].quantity != desired[sku] or found[1].retail != target.retail
-                  or found[1].cost != target.cost):  # else, the usual case: nothing to do
-                more_changes, more = self._update(found[0], found[1], desired[sku], target)
+            elif _differs(found[1], desired[sku], target):  # else the usual case: nothing to do
+                more_changes, more = self._update(*found, desired[sku], target)
                 changes += more_changes
                 notices += more
         if present.keys() <= desired.keys():
@@ -268,9 +267,7 @@ class _CustomerPlanner:
 
     def _update(self, record: ManagedLine, line: ScheduleLine, quantity: int,
                 target: ProductTarget) -> tuple[list[LineChange], list[Notice]]:
-        if (line.quantity == quantity and line.retail == target.retail
-                and line.cost == target.cost):
-            return [], []  # the usual case: nothing to do
+        """The update of a line that `_differs` from what the vendor and price list say."""
         notices: list[Notice] = []
         reasons: list[str] = []
         quantity_after: int | None = None
@@ -336,6 +333,11 @@ class _CustomerPlanner:
             self.ref, schedule.id, sku, target.product_id, target.name, quantity, target.retail,
             target.cost, target.taxable, tuple(line.id for line in schedule.lines), reason,
             replaces_line_id=gone.syncro_line_id if gone is not None else None)]
+
+
+def _differs(line: ScheduleLine, quantity: int, target: ProductTarget) -> bool:
+    """Whether a line of the daemon's bills another count or price than it should."""
+    return line.quantity != quantity or line.retail != target.retail or line.cost != target.cost
 
 
 def _check_owned_lines(inputs: LineInputs) -> None:
